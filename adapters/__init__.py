@@ -1,0 +1,1 @@
+"""Adapters: how a member supplies a jar (ZODB now; SQL and LDAP to come)."""

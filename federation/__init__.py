@@ -1,0 +1,46 @@
+"""zodb-federation: several databases used as one graph of persistent objects.
+
+::
+
+    import federation, transaction
+    fed = federation.open({"main": "file:///srv/main.fs", "notes": notes_db})
+    conn = fed.open()
+    conn.root("notes")["about"] = note
+    note.subject = conn.root("main")["page"]      # a cross-member reference
+    transaction.commit()
+"""
+
+from federation.errors import (
+    AmbiguousPlacement,
+    ConfigurationError,
+    DanglingStub,
+    FederationError,
+    InvalidKey,
+    KeyNotFound,
+    MemberUnavailable,
+    ReadOnlyMember,
+    UnknownKind,
+    UnknownMember,
+)
+from federation.federation import Federation, open, open_config
+from federation.manager import Manager, StubInfo
+from federation.ref import Ref
+
+__all__ = [
+    "AmbiguousPlacement",
+    "ConfigurationError",
+    "DanglingStub",
+    "Federation",
+    "FederationError",
+    "InvalidKey",
+    "KeyNotFound",
+    "Manager",
+    "MemberUnavailable",
+    "ReadOnlyMember",
+    "Ref",
+    "StubInfo",
+    "UnknownKind",
+    "UnknownMember",
+    "open",
+    "open_config",
+]

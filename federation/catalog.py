@@ -1,0 +1,118 @@
+"""The federation records kept inside each ZODB member.
+
+Record format
+=============
+
+Everything zodb-federation stores in a member is made of ordinary
+persistent objects referenced by ordinary ``(oid, class)`` references, so a
+member stays a plain ZODB database: ``ZODB.DB`` opens it, ``fsrefs`` checks
+it, pack and conflict resolution work on it.
+
+The catalog
+-----------
+``root["zodb-federation"]`` is a :class:`Catalog`, created when the member is
+first opened writable by a federation.  It holds:
+
+``member_id``
+    A random UUID (hex text) naming this database for good.  Stubs name
+    their target member by this id, so renaming a member in the federation
+    configuration does not break references into it.  A member without a
+    catalog (opened read-only before it ever had one) is named
+    ``"name:<member name>"`` instead.
+
+``stubs_by_target`` (:class:`Index`)
+    ``target key -> stub oid``.  The target key is
+    ``member_id + b"\\0" + kind + b"\\0" + encoded key`` where the encoded key
+    is the key kind's order-preserving encoding (for an ``integer`` ZODB
+    target, its 8-byte oid).  Values are stub oids as *bytes*, never stub
+    objects: a reference to a stub would be replaced by its target when the
+    index is read back.
+
+``stubs_by_oid`` (:class:`Index`)
+    ``stub oid -> (member_id, member name, kind, encoded key, class module,
+    class name)``.  The member name is the target member's name when the
+    stub was made; it is used only when the member id is unknown (the member
+    could not be opened), to say which member is missing.
+    Reading a referrer resolves its stub references from these buckets (one
+    bucket load resolves hundreds of stubs) instead of loading each stub.
+
+``uuids`` (:class:`Index`)
+    ``16-byte UUID -> oid`` for members whose key kind is ``uuid``.  The UUID
+    itself is also kept on the object, as ``_federation_uuid``, so that it
+    travels with the object through export/import and the index can be
+    rebuilt (:meth:`federation.Manager.reindex`).
+
+Stub records
+------------
+A :class:`Stub` is stored in the *referencing* member, once per target
+(exactly one per referencing member, target member and key).  Its state is
+a dict with ``member_id``, ``member_name``, ``kind``, ``key`` (encoded key bytes),
+``module`` and ``name`` (the target's class, so a ghost of the target can be
+made without loading it).  Referrers point at the stub with a plain
+``(stub oid, federation.catalog.Stub)`` reference; the federation's reader
+recognises the class and substitutes the target.  Stubs that no referrer
+reaches any more are removed by an ordinary pack; their index entries are
+then ignored and can be dropped with :meth:`federation.Manager.prune_stubs`.
+
+Indexes are BTrees with large buckets (:class:`Index`), so a traversal that
+follows many references loads few index records.
+"""
+
+from __future__ import annotations
+
+import uuid as _uuid
+
+from BTrees.OOBTree import OOBTree
+from persistent import Persistent
+
+#: The key of the catalog in a member's root mapping.
+CATALOG_KEY = "zodb-federation"
+
+#: The catalog's record format; bumped on incompatible changes.
+FORMAT = 1
+
+#: The attribute under which objects of ``uuid`` members keep their UUID.
+UUID_ATTRIBUTE = "_federation_uuid"
+
+
+class Index(OOBTree):
+    """An ``OOBTree`` with large buckets: few records per lookup."""
+
+    max_leaf_size = 500
+    max_internal_size = 500
+
+
+class Catalog(Persistent):
+    """The per-member record of zodb-federation (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.format = FORMAT
+        self.member_id = _uuid.uuid4().hex
+        self.stubs_by_target = Index()
+        self.stubs_by_oid = Index()
+        self.uuids = Index()
+
+
+class Stub(Persistent):
+    """A record naming an object of another member (see the module docstring)."""
+
+    def __init__(self, member_id: str, member_name: str, kind: str, key: bytes,
+                 module: str, name: str) -> None:
+        self.member_id = member_id
+        self.member_name = member_name
+        self.kind = kind
+        self.key = key
+        self.module = module
+        self.name = name
+
+    def entry(self) -> tuple[str, str, str, bytes, str, str]:
+        """The stub as stored in ``Catalog.stubs_by_oid``."""
+        return (self.member_id, self.member_name, self.kind, self.key, self.module, self.name)
+
+    def __repr__(self) -> str:
+        return f"<Stub {self.member_id}:{self.kind}:{self.key.hex()} {self.module}.{self.name}>"
+
+
+def target_key(member_id: str, kind: str, key: bytes) -> bytes:
+    """The ``stubs_by_target`` key of a target."""
+    return member_id.encode("ascii") + b"\0" + kind.encode("ascii") + b"\0" + key

@@ -1,0 +1,425 @@
+"""The ZODB connection of a federation member.
+
+:class:`FederatedConnection` is an ordinary ``ZODB.Connection`` whose
+reader and writer know the other members:
+
+- the writer turns a reference to an object of another member into a plain
+  ``(stub oid, Stub)`` reference to a stub record in this member, creating
+  the stub the first time (see :mod:`federation.catalog`);
+- the reader turns such a reference back into the target object, resolving
+  the stub from the catalog's index buckets and caching the answer, so that
+  reading a referrer costs no extra round trip per target.
+
+Index updates are never applied while objects are being serialized (a
+bucket written earlier in the same commit would lose them): they are kept
+as pending entries and applied at the start of ``tpc_vote``, after every
+member's ``commit``, and the records they touched are stored then.  For the
+same reason a member that may receive such late work (``uuid`` members,
+placement targets) joins the transaction in ``beforeCompletion`` whenever
+another member of its manager has joined; its storage's ``tpc_begin`` is
+deferred until it has something to store, so an idle member writes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid as _uuid
+from typing import TYPE_CHECKING, Any
+
+from persistent import Persistent
+from ZEO.Exceptions import ClientDisconnected
+from ZODB.Connection import Connection, TransactionMetaData
+from ZODB.POSException import ConflictError, POSKeyError, ReadOnlyHistoryError
+from ZODB.serialize import ObjectReader, ObjectWriter
+from ZODB.utils import u64
+from zodbpickle import binary
+
+from federation.catalog import CATALOG_KEY, UUID_ATTRIBUTE, Catalog, Stub, target_key
+from federation.errors import (
+    AmbiguousPlacement,
+    DanglingStub,
+    FederationError,
+    MemberUnavailable,
+    ReadOnlyMember,
+)
+
+if TYPE_CHECKING:
+    from federation.manager import Manager
+
+#: Storage errors that mean "the member went away", not "the data is bad".
+UNREACHABLE_ERRORS = (ClientDisconnected, ConnectionError, TimeoutError)
+
+
+class ObjectMissing(DanglingStub, POSKeyError):
+    """An object that a reference names is not in its member's database."""
+
+    def __init__(self, member: str, oid: bytes) -> None:
+        self.member = member
+        self.oid = oid
+        super().__init__(
+            f"Member {member!r} has no object with oid {u64(oid)} (0x{u64(oid):x}); "
+            "the reference to it is dangling."
+        )
+
+
+class Unreachable:
+    """Stands in for an object whose member cannot be reached or is gone.
+
+    Referrers still load; touching the placeholder raises the error that
+    explains why (``MemberUnavailable`` or ``DanglingStub``).  Saving a
+    referrer keeps the original stub reference.
+    """
+
+    __slots__ = ("error", "stub_oid")
+
+    def __init__(self, stub_oid: bytes, error: FederationError) -> None:
+        self.stub_oid = stub_oid
+        self.error = error
+
+    def __getattr__(self, name: str) -> Any:
+        raise self.error
+
+    def __repr__(self) -> str:
+        return f"<Unreachable: {self.error}>"
+
+
+class FederatedReader(ObjectReader):
+    """An ``ObjectReader`` that substitutes the targets of stub references."""
+
+    def load_persistent(self, oid: bytes, klass: Any) -> Any:
+        if klass is Stub:
+            return self._conn._resolve_stub(oid)
+        return super().load_persistent(oid, klass)
+
+
+class FederatedWriter(ObjectWriter):
+    """An ``ObjectWriter`` that writes references to other members as stubs."""
+
+    def persistent_id(self, obj: Any) -> Any:
+        if isinstance(obj, Persistent):
+            jar = obj._p_jar
+            own = self._jar
+            if jar is None:
+                jar = own._place_new(obj)
+            elif jar is not own and getattr(jar, "_zfed_manager", None) is not own._zfed_manager:
+                jar = None  # not of this manager: ZODB raises InvalidObjectReference
+            if jar is not None and jar is not own:
+                if jar._implicitlyAdding(obj._p_oid):
+                    raise AmbiguousPlacement(
+                        f"A new {type(obj).__qualname__} object is referenced from member "
+                        f"{own._zfed_member.name!r} and from member {jar._zfed_member.name!r}; "
+                        "add it to one of them with conn.add(obj, member) or give its class "
+                        "a placement rule."
+                    )
+                return self._stub_reference(obj, jar)
+        elif isinstance(obj, Unreachable):
+            return binary(obj.stub_oid), Stub
+        return super().persistent_id(obj)
+
+    def _stub_reference(self, obj: Persistent, jar: FederatedConnection) -> tuple[Any, type]:
+        own = self._jar
+        tkey, entry = jar._target_entry(obj)
+        stub_oid = own._find_stub(tkey)
+        if stub_oid is None:
+            stub = Stub(*entry)
+            stub_oid = stub._p_oid = own.new_oid()
+            stub._p_jar = own
+            self._stack.append(stub)
+            own._zfed_new_stubs[tkey] = (stub_oid, entry)
+        return binary(stub_oid), Stub
+
+    def serialize(self, obj: Any) -> bytes:
+        if self._jar._zfed_member.kind == "uuid":
+            self._jar._ensure_uuid(obj, on_store=True)
+        return super().serialize(obj)
+
+
+class FederatedConnection(Connection):
+    """A ZODB connection that takes part in a federation (see the module docstring)."""
+
+    _zfed_manager: Manager | None = None
+
+    def __init__(self, db: Any, cache_size: int = 400, before: Any = None,
+                 cache_size_bytes: int = 0) -> None:
+        super().__init__(db, cache_size, before, cache_size_bytes)
+        self._reader = FederatedReader(self, self._cache, self._db.classFactory)
+        self._zfed_member = db.federation_member
+        # Committed knowledge, kept across transactions (stubs are immutable).
+        self._zfed_stub_of_target: dict[bytes, bytes] = {}
+        self._zfed_entry_of_stub: dict[bytes, tuple[Any, ...]] = {}
+        self._zfed_oid_of_uuid: dict[bytes, bytes] = {}
+        self._zfed_catalog_obj: Catalog | None = None
+        # Stub oid -> (connection, oid, class), valid while one manager holds this connection.
+        self._zfed_resolved: dict[bytes, tuple[Any, bytes, type]] = {}
+        self._zfed_reset_pending()
+
+    # -- pending work of the current transaction ----------------------------
+
+    def _zfed_reset_pending(self) -> None:
+        self._zfed_new_stubs: dict[bytes, tuple[bytes, tuple[Any, ...]]] = {}
+        self._zfed_new_uuids: dict[bytes, bytes] = {}
+        self._zfed_begun = False
+        self._zfed_meta: Any = None
+        self._zfed_mark = 0
+
+    def _catalog(self) -> Catalog | None:
+        if self._zfed_catalog_obj is None:
+            self._zfed_catalog_obj = self.root().get(CATALOG_KEY)
+        return self._zfed_catalog_obj
+
+    # -- writing ------------------------------------------------------------
+
+    def _place_new(self, obj: Persistent) -> FederatedConnection | None:
+        """Add a new object to the member its class's placement rule names, if any."""
+        manager = self._zfed_manager
+        member = manager._placement_for(type(obj)) if manager is not None else None
+        if member is None or member == self._zfed_member.name:
+            return None
+        target = manager._jar(member)
+        target.add(obj)
+        return target
+
+    def _find_stub(self, tkey: bytes) -> bytes | None:
+        oid = self._zfed_stub_of_target.get(tkey)
+        if oid is not None:
+            return oid
+        new = self._zfed_new_stubs.get(tkey)
+        if new is not None:
+            return new[0]
+        catalog = self._catalog()
+        if catalog is None:
+            raise ReadOnlyMember(
+                f"Member {self._zfed_member.name!r} has no federation catalog (it was opened "
+                "read-only), so it cannot store references to other members."
+            )
+        oid = catalog.stubs_by_target.get(tkey)
+        if oid is not None:
+            self._zfed_stub_of_target[tkey] = oid
+        return oid
+
+    def _target_entry(self, obj: Persistent) -> tuple[bytes, tuple[str, str, str, bytes, str, str]]:
+        """The stub index key and stub entry naming ``obj``, an object of this member."""
+        member = self._zfed_member
+        uuid_kind = member.kind == "uuid"
+        key = self._ensure_uuid(obj, on_store=False) if uuid_kind else obj._p_oid
+        klass = type(obj)
+        entry = (member.member_id, member.name, member.kind, key, klass.__module__, klass.__name__)
+        return target_key(member.member_id, member.kind, key), entry
+
+    def _ensure_uuid(self, obj: Any, *, on_store: bool) -> bytes:
+        """Return the UUID of ``obj`` (a ``uuid`` member's object), issuing one if needed."""
+        if obj._p_jar is not self:
+            raise FederationError(f"{obj!r} is not an object of member {self._zfed_member.name!r}.")
+        if obj._p_changed is None:
+            obj._p_activate()
+        state = getattr(obj, "__dict__", None)
+        if state is None:
+            if on_store:
+                return b""
+            raise FederationError(
+                f"Member {self._zfed_member.name!r} names its objects by uuid, but "
+                f"{type(obj).__qualname__} objects have no __dict__ to keep one in; "
+                "reference a containing object instead."
+            )
+        value = state.get(UUID_ATTRIBUTE)
+        if value is None:
+            value = _uuid.uuid4().bytes
+            if on_store:
+                state[UUID_ATTRIBUTE] = value  # about to be serialized: no registration
+            else:
+                setattr(obj, UUID_ATTRIBUTE, value)  # registers: stored by commit or vote
+            self._zfed_new_uuids[value] = obj._p_oid
+        return value
+
+    def _oid_of_uuid(self, value: bytes) -> bytes | None:
+        oid = self._zfed_oid_of_uuid.get(value) or self._zfed_new_uuids.get(value)
+        if oid is None:
+            catalog = self._catalog()
+            oid = catalog.uuids.get(value) if catalog is not None else None
+            if oid is not None:
+                self._zfed_oid_of_uuid[value] = oid
+        return oid
+
+    def _apply_pending(self) -> bool:
+        """Write this transaction's pending index entries; True if there were any."""
+        if not (self._zfed_new_stubs or self._zfed_new_uuids):
+            return False
+        catalog = self._catalog()
+        for tkey, (stub_oid, entry) in self._zfed_new_stubs.items():
+            catalog.stubs_by_target[tkey] = stub_oid
+            catalog.stubs_by_oid[stub_oid] = entry
+        for value, oid in self._zfed_new_uuids.items():
+            catalog.uuids[value] = oid
+        return True
+
+    def _commit(self, transaction: Any) -> None:
+        # ZODB's Connection._commit, with our writer and a resumable loop.
+        if self.before is not None:
+            raise ReadOnlyHistoryError()
+        if self._import:
+            self._importDuringCommit(transaction, *self._import)
+            self._import = None
+        self._store_registered(transaction, 0)
+
+    def _store_registered(self, transaction: Any, start: int) -> None:
+        """Store registered objects from position ``start`` on, and what they add."""
+        self._added_during_commit = []
+        registered = self._registered_objects
+        index = start
+        while index < len(registered):
+            obj = registered[index]
+            index += 1
+            oid = obj._p_oid
+            if obj._p_jar is not self:
+                raise FederationError(
+                    f"{obj!r} was registered with member {self._zfed_member.name!r} "
+                    "but belongs to another connection."
+                )
+            if oid in self._added:
+                pass
+            elif oid in self._creating or not obj._p_changed:
+                continue
+            self._store_objects(FederatedWriter(obj), transaction)
+        for obj in self._added_during_commit:
+            self._store_objects(FederatedWriter(obj), transaction)
+        self._added_during_commit = None
+
+    # -- two-phase commit ---------------------------------------------------
+
+    def tpc_begin(self, transaction: Any) -> None:
+        # Connection.tpc_begin, with the storage's tpc_begin deferred to _begin().
+        self._modified = []
+        meta = TransactionMetaData(transaction.user, transaction.description,
+                                   transaction.extension)
+        transaction.set_data(self, meta)
+        self._creating.clear()
+        self._zfed_meta = meta
+        self._zfed_begun = False
+
+    def _begin(self) -> None:
+        if not self._zfed_begun:
+            self._normal_storage.tpc_begin(self._zfed_meta)
+            self._zfed_begun = True
+
+    def commit(self, transaction: Any) -> None:
+        if self._registered_objects or self._savepoint_storage is not None or self._readCurrent:
+            has_changes = self._registered_objects or self._savepoint_storage is not None
+            if self._zfed_member.read_only and has_changes:
+                changed = ", ".join(repr(obj) for obj in self._registered_objects[:3])
+                raise ReadOnlyMember(
+                    f"Member {self._zfed_member.name!r} is read-only, but these of its objects "
+                    f"were changed: {changed or 'objects saved in a savepoint'}."
+                )
+            self._begin()
+            super().commit(transaction)
+        self._zfed_mark = len(self._registered_objects)
+
+    def tpc_vote(self, transaction: Any) -> None:
+        late = self._zfed_mark < len(self._registered_objects)
+        if self._zfed_new_stubs or self._zfed_new_uuids or late:
+            self._begin()
+            self._apply_pending()
+            self._store_registered(transaction.data(self), self._zfed_mark)
+        if self._zfed_begun:
+            super().tpc_vote(transaction)
+
+    def tpc_finish(self, transaction: Any) -> None:
+        if self._zfed_begun:
+            super().tpc_finish(transaction)
+        else:
+            self._tpc_cleanup()
+        for tkey, (stub_oid, entry) in self._zfed_new_stubs.items():
+            self._zfed_stub_of_target[tkey] = stub_oid
+            self._zfed_entry_of_stub[stub_oid] = entry
+        self._zfed_oid_of_uuid.update(self._zfed_new_uuids)
+        self._zfed_reset_pending()
+
+    def tpc_abort(self, transaction: Any) -> None:
+        self._zfed_reset_pending()
+        super().tpc_abort(transaction)
+
+    def abort(self, transaction: Any) -> None:
+        self._zfed_reset_pending()
+        super().abort(transaction)
+
+    def savepoint(self) -> Any:
+        savepoint = super().savepoint()
+        savepoint.state = (savepoint.state, dict(self._zfed_new_stubs), dict(self._zfed_new_uuids))
+        return savepoint
+
+    def _rollback_savepoint(self, state: Any) -> None:
+        zodb_state, stubs, uuids = state
+        super()._rollback_savepoint(zodb_state)
+        self._zfed_new_stubs = dict(stubs)
+        self._zfed_new_uuids = dict(uuids)
+
+    def beforeCompletion(self, txn: Any) -> None:
+        super().beforeCompletion(txn)
+        manager = self._zfed_manager
+        if self._needs_to_join and manager is not None and manager._wants_late_join(self):
+            self._register()
+
+    # -- reading ------------------------------------------------------------
+
+    def _resolve_stub(self, stub_oid: bytes) -> Any:
+        """The target of the stub ``stub_oid`` (a ghost, or an ``Unreachable``)."""
+        resolved = self._zfed_resolved.get(stub_oid)
+        if resolved is None:
+            entry = self._zfed_entry_of_stub.get(stub_oid)
+            if entry is None:
+                entry = self._load_stub_entry(stub_oid)
+                if isinstance(entry, Unreachable):
+                    return entry
+            manager = self._zfed_manager
+            try:
+                if manager is None:
+                    raise MemberUnavailable(
+                        entry[0], cause=FederationError("the connection is not in a federation")
+                    )
+                resolved = manager._resolve_entry(*entry)
+            except (MemberUnavailable, DanglingStub) as error:
+                return Unreachable(stub_oid, error)
+            self._zfed_resolved[stub_oid] = resolved
+        jar, oid, klass = resolved
+        return jar.ghost(oid, klass)
+
+    def _load_stub_entry(self, stub_oid: bytes) -> Any:
+        catalog = self._catalog()
+        entry = catalog.stubs_by_oid.get(stub_oid) if catalog is not None else None
+        if entry is None:
+            entry = self._zfed_new_stubs_by_oid().get(stub_oid)
+        if entry is None:
+            try:
+                stub = self.get(stub_oid)
+                stub._p_activate()
+            except POSKeyError:
+                return Unreachable(stub_oid, DanglingStub(
+                    f"Member {self._zfed_member.name!r} has no stub record with oid "
+                    f"{u64(stub_oid)}; the reference to it is dangling."
+                ))
+            entry = stub.entry()
+        self._zfed_entry_of_stub[stub_oid] = entry
+        return entry
+
+    def _zfed_new_stubs_by_oid(self) -> dict[bytes, tuple[Any, ...]]:
+        return {oid: entry for oid, entry in self._zfed_new_stubs.values()}
+
+    def ghost(self, oid: bytes, klass: type) -> Any:
+        """A ghost of this member's object ``oid`` of class ``klass``, without loading it."""
+        return self._reader.load_persistent(oid, klass)
+
+    def setstate(self, obj: Any) -> None:
+        try:
+            super().setstate(obj)
+        except ConflictError:
+            raise
+        except POSKeyError as error:
+            if isinstance(error, ObjectMissing):
+                raise
+            raise ObjectMissing(self._zfed_member.name, obj._p_oid) from error
+        except UNREACHABLE_ERRORS as error:
+            raise MemberUnavailable(self._zfed_member.name, u64(obj._p_oid), error) from error
+
+    def stub_entries(self) -> list[tuple[bytes, tuple[str, str, str, bytes, str, str]]]:
+        """``(stub oid, entry)`` for every stub recorded in this member."""
+        catalog = self._catalog()
+        return list(catalog.stubs_by_oid.items()) if catalog is not None else []

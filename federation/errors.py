@@ -1,0 +1,91 @@
+"""Errors raised by zodb-federation.
+
+Every error derives from :class:`FederationError`.  Like ZODB's
+``POSException`` module, subclasses also inherit the built-in behaviour
+callers already rely on: :class:`InvalidKey` is a ``ValueError``,
+:class:`UnknownMember` and :class:`KeyNotFound` are ``KeyError``s, and
+:class:`MemberUnavailable` is a ``transaction`` ``TransientError`` so that
+``transaction.attempts()`` retries it.
+
+Each message is a full sentence that names the member, the key or the
+offending input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transaction.interfaces import TransientError
+
+
+class FederationError(Exception):
+    """Root of every error raised by zodb-federation."""
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would repr() the message; keep sentences readable.
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class ConfigurationError(FederationError, ValueError):
+    """A federation or member configuration is invalid."""
+
+
+class InvalidKey(FederationError, ValueError):
+    """Text or a value is not a valid key of a key kind."""
+
+    def __init__(self, kind: str, value: Any, reason: str) -> None:
+        self.kind = kind
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{value!r} is not a valid {kind} key: {reason}.")
+
+
+class UnknownKind(FederationError, LookupError):
+    """No key kind is registered under a name."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        super().__init__(f"No key kind named {kind!r} is registered.")
+
+
+class UnknownMember(FederationError, KeyError):
+    """A member name is not part of the federation."""
+
+    def __init__(self, member: str, known: list[str] | None = None) -> None:
+        self.member = member
+        hint = f" Known members: {', '.join(sorted(known))}." if known else ""
+        super().__init__(f"The federation has no member named {member!r}.{hint}")
+
+
+class KeyNotFound(FederationError, KeyError):
+    """A key names no object in a member."""
+
+    def __init__(self, member: str | None, kind: str, key: Any) -> None:
+        self.member = member
+        self.kind = kind
+        self.key = key
+        where = f"member {member!r}" if member else "any member"
+        super().__init__(f"No object with {kind} key {key!s} exists in {where}.")
+
+
+class AmbiguousPlacement(FederationError):
+    """A new object has no single member it clearly belongs to."""
+
+
+class MemberUnavailable(FederationError, TransientError):
+    """A member's database cannot be reached right now."""
+
+    def __init__(self, member: str, key: Any = None, cause: BaseException | None = None) -> None:
+        self.member = member
+        self.key = key
+        what = f" to load key {key!s}" if key is not None else ""
+        why = f": {cause}" if cause is not None else ""
+        super().__init__(f"Member {member!r} cannot be reached{what}{why}.")
+
+
+class DanglingStub(FederationError, KeyError):
+    """A stub record is missing or names an object that no longer exists."""
+
+
+class ReadOnlyMember(FederationError):
+    """A change was made to an object of a member opened read-only."""

@@ -1,0 +1,182 @@
+"""The federation: named members and the rules that tie them together."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from federation import resolvers
+from federation.adapters.zodb import ZodbMember
+from federation.connection import FederatedConnection
+from federation.errors import ConfigurationError, UnknownMember
+from federation.manager import Manager, default_transaction_manager
+from federation.ref import check_member_name
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+class Federation:
+    """Several databases used as one graph of persistent objects.
+
+    ``members`` maps member names to sources: a zodburi URI, a storage, a
+    ``ZODB.DB``, or a mapping with ``source`` (or ``uri``) and optional
+    ``key`` (``integer`` or ``uuid``) and ``read_only``.  ``placement`` maps
+    classes (or dotted class names) to the member their new instances go to.
+    """
+
+    def __init__(self, members: Mapping[str, Any], *,
+                 placement: Mapping[type | str, str] | None = None) -> None:
+        if not members:
+            raise ConfigurationError("A federation needs at least one member.")
+        self.members: dict[str, ZodbMember] = {}
+        self._placement: dict[str, str] = {}
+        try:
+            for name, spec in members.items():
+                check_member_name(name)
+                self.members[name] = _make_member(name, spec)
+            self.members_by_id = self._index_members()
+            for cls, member in (placement or {}).items():
+                self.member(member)
+                self._placement[cls if isinstance(cls, str) else _dotted(cls)] = member
+        except BaseException:
+            self.close()
+            raise
+        self.placement_targets = frozenset(self._placement.values())
+        self._placement_cache: dict[type, str | None] = {}
+        self._idle: list[dict[str, FederatedConnection]] = []
+
+    def _index_members(self) -> dict[str, ZodbMember]:
+        by_id: dict[str, ZodbMember] = {}
+        for member in self.members.values():
+            other = by_id.get(member.member_id)
+            if other is not None:
+                raise ConfigurationError(
+                    f"Members {other.name!r} and {member.name!r} are the same database."
+                )
+            by_id[member.member_id] = member
+            by_id.setdefault(f"name:{member.name}", member)
+        return by_id
+
+    def member(self, name: str) -> ZodbMember:
+        """The member called ``name``; ``UnknownMember`` if there is none."""
+        try:
+            return self.members[name]
+        except KeyError:
+            raise UnknownMember(name, list(self.members)) from None
+
+    def placement_for(self, cls: type) -> str | None:
+        """The member a placement rule sends new ``cls`` objects to, or None."""
+        try:
+            return self._placement_cache[cls]
+        except KeyError:
+            pass
+        member = None
+        if self._placement:
+            for base in cls.__mro__:
+                member = self._placement.get(_dotted(base))
+                if member is not None:
+                    break
+        self._placement_cache[cls] = member
+        return member
+
+    def open(self, transaction_manager: Any = None) -> Manager:
+        """Open a :class:`Manager` joined to ``transaction_manager`` (the thread's by default)."""
+        tm = transaction_manager if transaction_manager is not None else (
+            default_transaction_manager()
+        )
+        names = {member.name for member in self.members.values() if member.available}
+        jars = self._idle.pop() if self._idle else {}
+        for name in names - jars.keys():
+            jars[name] = self.members[name].open_jar(tm)
+        for jar in jars.values():
+            if jar.opened is None:
+                jar.open(tm, delegate=False)
+        return Manager(self, tm, jars)
+
+    def _release(self, jars: dict[str, FederatedConnection]) -> None:
+        # Member connections are kept together: their caches refer to each other.
+        self._idle.append(jars)
+
+    def close(self) -> None:
+        """Close every member database the federation opened."""
+        self._idle = []
+        for member in self.members.values():
+            member.close()
+
+    def __enter__(self) -> Federation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _dotted(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _make_member(name: str, spec: Any) -> ZodbMember:
+    if isinstance(spec, Mapping):
+        options = dict(spec)
+        source = options.pop("source", None) or options.pop("uri", None)
+        if source is None:
+            raise ConfigurationError(f"Member {name!r} has no 'uri' or 'source'.")
+        kind = options.pop("key", "integer")
+        read_only = bool(options.pop("read_only", False))
+        if options:
+            raise ConfigurationError(
+                f"Member {name!r} has unknown settings: {', '.join(sorted(options))}."
+            )
+        resolvers.get(kind)
+        return ZodbMember(name, source, kind=kind, read_only=read_only)
+    return ZodbMember(name, spec)
+
+
+def open(members: Mapping[str, Any], *,
+         placement: Mapping[type | str, str] | None = None) -> Federation:
+    """Open a federation of ``members`` (see :class:`Federation`)."""
+    return Federation(members, placement=placement)
+
+
+def open_config(path: str | Path) -> Federation:
+    """Open the federation a TOML file describes.
+
+    ::
+
+        [members.main]
+        uri = "file:///srv/main.fs"
+
+        [members.people]
+        uri = "zeo://127.0.0.1:8100"
+        key = "uuid"
+        read_only = true
+
+        [placement]
+        "myapp.notes.Note" = "main"
+
+    Relative ``file://`` paths are not supported by zodburi; use absolute
+    URIs, or ``path = "main.fs"``, which is taken relative to the file.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as stream:
+            config = tomllib.load(stream)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigurationError(
+            f"Cannot read federation configuration {str(path)!r}: {error}."
+        ) from error
+    members = config.get("members")
+    if not isinstance(members, dict) or not members:
+        raise ConfigurationError(f"{str(path)!r} has no [members.NAME] tables.")
+    specs = {}
+    for name, table in members.items():
+        table = dict(table)
+        relative = table.pop("path", None)
+        if relative is not None:
+            table["uri"] = (path.parent / relative).resolve().as_uri()
+        specs[name] = table
+    return Federation(specs, placement=config.get("placement"))

@@ -1,0 +1,274 @@
+"""The manager: one application's view of all members, inside one transaction manager."""
+
+from __future__ import annotations
+
+import uuid as _uuid
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import transaction as _transaction
+from persistent import Persistent
+from ZODB.POSException import POSKeyError
+from ZODB.utils import p64, u64
+
+from federation import resolvers
+from federation.catalog import UUID_ATTRIBUTE
+from federation.connection import FederatedConnection
+from federation.errors import (
+    AmbiguousPlacement,
+    DanglingStub,
+    FederationError,
+    InvalidKey,
+    KeyNotFound,
+    MemberUnavailable,
+)
+from federation.ref import Ref
+
+if TYPE_CHECKING:
+    from federation.federation import Federation
+
+
+class StubInfo(NamedTuple):
+    """One stub record of a member, as listed by :meth:`Manager.stubs`."""
+
+    oid: int
+    target: Ref | None  # None when the target member is not in this federation
+    member_id: str
+    class_name: str
+
+
+class Manager:
+    """The jar-like object that :meth:`Federation.open` returns.
+
+    It holds one connection per member, all joined to one ``transaction``
+    manager: commit with ``transaction.commit()`` (or the manager's
+    ``transaction_manager``), and the commit is a two-phase commit over every
+    member that has changes.
+
+    Where a new object goes (resolution order):
+
+    1. the member it was explicitly given to with :meth:`add`;
+    2. else the member that the federation's placement rule for its class
+       (or the nearest base class) names;
+    3. else the member of the one object that references it, as in ZODB;
+    4. else, when objects of two members reference it,
+       :class:`~federation.AmbiguousPlacement` is raised at commit and
+       nothing is written.
+    """
+
+    def __init__(self, federation: Federation, transaction_manager: Any,
+                 jars: dict[str, FederatedConnection]) -> None:
+        self.federation = federation
+        self.transaction_manager = transaction_manager
+        self._jars = jars
+        self._closed = False
+        for jar in jars.values():
+            jar._zfed_manager = self
+            jar._zfed_resolved = {}
+
+    # -- members ----------------------------------------------------------
+
+    def _jar(self, member: str) -> FederatedConnection:
+        jar = self._jars.get(member)
+        if jar is not None:
+            return jar
+        if self._closed:
+            raise FederationError("This federation manager is closed.")
+        raise MemberUnavailable(member, cause=self.federation.member(member).error)
+
+    def jar(self, member: str) -> FederatedConnection:
+        """The ZODB connection of ``member``."""
+        return self._jar(member)
+
+    def root(self, member: str) -> Any:
+        """The root mapping of ``member``."""
+        return self._jar(member).root()
+
+    def add(self, obj: Persistent, member: str) -> None:
+        """Place the new object ``obj`` in ``member`` (see the resolution order)."""
+        jar = self._jar(member)
+        if obj._p_jar is not None and obj._p_jar is not jar:
+            raise AmbiguousPlacement(
+                f"{obj!r} already belongs to member {self._member_name(obj._p_jar)!r}; "
+                f"it cannot also be added to member {member!r}."
+            )
+        jar.add(obj)
+
+    def _member_name(self, jar: Any) -> str:
+        member = getattr(jar, "_zfed_member", None)
+        return member.name if member is not None else repr(jar)
+
+    def _owned_jar(self, obj: Any) -> FederatedConnection:
+        jar = getattr(obj, "_p_jar", None)
+        if jar is None and isinstance(obj, Persistent):
+            member = self._placement_for(type(obj))
+            if member is None:
+                raise AmbiguousPlacement(
+                    f"{obj!r} is a new object of no member yet; add it with "
+                    "conn.add(obj, member) or give its class a placement rule."
+                )
+            self.add(obj, member)
+            jar = obj._p_jar
+        if getattr(jar, "_zfed_manager", None) is not self:
+            raise FederationError(f"{obj!r} is not an object of this federation manager.")
+        return jar
+
+    # -- references -------------------------------------------------------
+
+    def ref(self, obj: Persistent) -> Ref:
+        """The :class:`Ref` naming ``obj`` by its member's key kind."""
+        jar = self._owned_jar(obj)
+        member = jar._zfed_member
+        if member.kind == "uuid":
+            key: Any = _uuid.UUID(bytes=jar._ensure_uuid(obj, on_store=False))
+        else:
+            key = u64(obj._p_oid)
+        return Ref(member.name, member.kind, key)
+
+    def get(self, ref: Ref | str) -> Any:
+        """The object ``ref`` names (a ghost until touched); ``KeyNotFound`` if none."""
+        if isinstance(ref, str):
+            ref = Ref.parse(ref)
+        jar = self._jar(ref.member)
+        kind = jar._zfed_member.kind
+        if ref.kind != kind:
+            raise InvalidKey(
+                ref.kind, str(ref), f"member {ref.member!r} names its objects by {kind} keys"
+            )
+        oid = jar._oid_of_uuid(ref.key.bytes) if kind == "uuid" else p64(ref.key)
+        if oid is None:
+            raise KeyNotFound(ref.member, ref.kind, ref.key)
+        try:
+            obj = jar.get(oid)
+            if kind == "uuid" and getattr(obj, UUID_ATTRIBUTE, None) != ref.key.bytes:
+                raise KeyNotFound(ref.member, ref.kind, ref.key)
+        except POSKeyError as error:
+            raise KeyNotFound(ref.member, ref.kind, ref.key) from error
+        return obj
+
+    def lookup(self, key: Any, kind: str | None = None) -> Any:
+        """Find an object by a typed key, in whichever member has it.
+
+        Resolution order:
+
+        1. a :class:`Ref`, or ``member:kind:key`` text, is looked up with
+           :meth:`get`;
+        2. otherwise the key is tried, in the federation's member order, in
+           each available member whose key kind is ``kind`` (or, without
+           ``kind``, whose kind accepts the key), skipping ``integer``
+           members, whose keys are not unique across members;
+        3. the first member that has it wins;
+        4. if none has it, :class:`~federation.KeyNotFound` is raised (and
+           :class:`~federation.InvalidKey` if no member's kind accepts the key).
+        """
+        if isinstance(key, Ref):
+            return self.get(key)
+        if isinstance(key, str) and kind is None and key.count(":") >= 2:
+            try:
+                return self.get(Ref.parse(key))
+            except InvalidKey:
+                pass  # not reference text: try it as a key below
+        tried = []
+        for name, member in self.federation.members.items():
+            if member.kind == "integer" or (kind is not None and member.kind != kind):
+                continue
+            try:
+                value = resolvers.get(member.kind).coerce(key)
+            except InvalidKey:
+                continue
+            tried.append(member.kind)
+            if name not in self._jars:
+                continue
+            try:
+                return self.get(Ref(name, member.kind, value))
+            except KeyNotFound:
+                continue
+        if not tried:
+            raise InvalidKey(kind or "federation", key, "no member names its objects by such keys")
+        return self._not_found(key, tried)
+
+    @staticmethod
+    def _not_found(key: Any, kinds: list[str]) -> Any:
+        raise KeyNotFound(None, "/".join(sorted(set(kinds))), key)
+
+    def stubs(self, member: str) -> list[StubInfo]:
+        """The stub records kept in ``member``: one per object of another member it references."""
+        by_id = self.federation.members_by_id
+        result = []
+        entries = self._jar(member).stub_entries()
+        for stub_oid, (member_id, _name, kind, key, module, name) in entries:
+            target_member = by_id.get(member_id)
+            target = None
+            if target_member is not None:
+                target = Ref(target_member.name, kind, resolvers.get(kind).decode(key))
+            result.append(StubInfo(u64(stub_oid), target, member_id, f"{module}.{name}"))
+        return result
+
+    # -- used by the member connections ------------------------------------
+
+    def _placement_for(self, cls: type) -> str | None:
+        return self.federation.placement_for(cls)
+
+    def _wants_late_join(self, jar: FederatedConnection) -> bool:
+        member = jar._zfed_member
+        if member.read_only or not (
+            member.kind == "uuid" or member.name in self.federation.placement_targets
+        ):
+            return False
+        return any(not other._needs_to_join for other in self._jars.values())
+
+    def _resolve_entry(self, member_id: str, member_name: str, kind: str, key: bytes,
+                       module: str, name: str) -> tuple[FederatedConnection, bytes, type]:
+        """The connection, oid and class of the target a stub entry names."""
+        member = self.federation.members_by_id.get(member_id)
+        if member is None:
+            missing = self.federation.members.get(member_name)
+            if missing is not None and not missing.available:
+                key_value = resolvers.get(kind).decode(key)
+                raise MemberUnavailable(member_name, key_value, missing.error)
+            raise DanglingStub(
+                f"A stub names member {member_name!r} (id {member_id}), "
+                "which is not part of this federation."
+            )
+        jar = self._jars.get(member.name)
+        if jar is None:
+            raise MemberUnavailable(member.name, resolvers.get(kind).decode(key), member.error)
+        klass = jar._db.classFactory(jar, module, name)
+        if kind == "uuid":
+            oid = jar._oid_of_uuid(key)
+            if oid is None:
+                raise DanglingStub(
+                    f"Member {member.name!r} has no object with uuid {_uuid.UUID(bytes=key)}."
+                )
+        else:
+            oid = key
+        return jar, oid, klass
+
+    # -- life cycle -------------------------------------------------------
+
+    def sync(self) -> None:
+        """Start a new transaction and see what other processes committed."""
+        self.transaction_manager.begin()
+
+    def close(self) -> None:
+        """Close every member connection; the manager cannot be used afterwards."""
+        if self._closed:
+            return
+        jars, self._jars = self._jars, {}
+        self._closed = True
+        for jar in jars.values():
+            jar._zfed_manager = None
+            jar.close(primary=False)
+        self.federation._release(jars)
+
+    def __enter__(self) -> Manager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            self.transaction_manager.abort()
+        self.close()
+
+
+def default_transaction_manager() -> Any:
+    """The thread's transaction manager, as ZODB uses it."""
+    return _transaction.manager.manager
