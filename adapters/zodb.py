@@ -69,7 +69,11 @@ class ZodbMember:
             log.warning("Member %r is unavailable: %s", name, error)
             self.error = error
             return
-        self.member_id = self._setup_catalog()
+        try:
+            self.member_id = self._setup_catalog()
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def available(self) -> bool:
@@ -87,12 +91,19 @@ class ZodbMember:
                     f"Member {self.name!r}: cannot use the URI {source!r}: {error}."
                 ) from error
             dbkw.pop("database_name", None)
-            return FederatedDB(factory(), self, database_name=self.name, **dbkw)
+            return self._db_on(factory(), dbkw)
         if IStorage.providedBy(source):
-            return FederatedDB(source, self, database_name=self.name)
+            return self._db_on(source, {})
         raise ConfigurationError(
             f"Member {self.name!r}: {source!r} is not a zodburi URI, a storage or a ZODB.DB."
         )
+
+    def _db_on(self, storage: Any, dbkw: dict[str, Any]) -> DB:
+        try:
+            return FederatedDB(storage, self, database_name=self.name, **dbkw)
+        except BaseException:
+            storage.close()
+            raise
 
     def _uri(self, uri: str) -> str:
         parts = urlsplit(uri)

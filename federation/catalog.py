@@ -52,7 +52,13 @@ made without loading it).  Referrers point at the stub with a plain
 ``(stub oid, federation.catalog.Stub)`` reference; the federation's reader
 recognises the class and substitutes the target.  Stubs that no referrer
 reaches any more are removed by an ordinary pack; their index entries are
-then ignored and can be dropped with :meth:`federation.Manager.prune_stubs`.
+then dropped by :func:`federation.maintenance.reindex`, which
+:func:`federation.maintenance.pack` runs after packing.
+
+``keep_alive`` (:class:`Index`)
+    ``oid -> object``: real references to this member's objects that stubs
+    in other members name, written by :func:`federation.maintenance.pack`
+    so that packing this member does not collect them.
 
 Indexes are BTrees with large buckets (:class:`Index`), so a traversal that
 follows many references loads few index records.
@@ -91,6 +97,7 @@ class Catalog(Persistent):
         self.stubs_by_target = Index()
         self.stubs_by_oid = Index()
         self.uuids = Index()
+        self.keep_alive = Index()
 
 
 class Stub(Persistent):

@@ -30,7 +30,7 @@ from ZEO.Exceptions import ClientDisconnected
 from ZODB.Connection import Connection, TransactionMetaData
 from ZODB.POSException import ConflictError, POSKeyError, ReadOnlyHistoryError
 from ZODB.serialize import ObjectReader, ObjectWriter
-from ZODB.utils import u64
+from ZODB.utils import u64, z64
 from zodbpickle import binary
 
 from federation.catalog import CATALOG_KEY, UUID_ATTRIBUTE, Catalog, Stub, target_key
@@ -128,8 +128,12 @@ class FederatedWriter(ObjectWriter):
         return binary(stub_oid), Stub
 
     def serialize(self, obj: Any) -> bytes:
-        if self._jar._zfed_member.kind == "uuid":
-            self._jar._ensure_uuid(obj, on_store=True)
+        jar = self._jar
+        # In uuid members every stored object gets its uuid before it is written;
+        # not the root, nor our own records, nor anything before the catalog exists.
+        if (jar._zfed_member.kind == "uuid" and obj._p_oid != z64
+                and not isinstance(obj, (Catalog, Stub)) and jar._catalog() is not None):
+            jar._ensure_uuid(obj, on_store=True)
         return super().serialize(obj)
 
 
@@ -154,6 +158,13 @@ class FederatedConnection(Connection):
 
     # -- pending work of the current transaction ----------------------------
 
+    def _zfed_forget(self) -> None:
+        """Drop what this connection learned from the indexes (they were rebuilt)."""
+        self._zfed_stub_of_target.clear()
+        self._zfed_entry_of_stub.clear()
+        self._zfed_oid_of_uuid.clear()
+        self._zfed_resolved.clear()
+
     def _zfed_reset_pending(self) -> None:
         self._zfed_new_stubs: dict[bytes, tuple[bytes, tuple[Any, ...]]] = {}
         self._zfed_new_uuids: dict[bytes, bytes] = {}
@@ -163,7 +174,11 @@ class FederatedConnection(Connection):
 
     def _catalog(self) -> Catalog | None:
         if self._zfed_catalog_obj is None:
-            self._zfed_catalog_obj = self.root().get(CATALOG_KEY)
+            try:
+                root = self.get(z64)
+            except POSKeyError:
+                return None  # the root is being created (ZODB.DB.__init__)
+            self._zfed_catalog_obj = root.get(CATALOG_KEY)
         return self._zfed_catalog_obj
 
     # -- writing ------------------------------------------------------------

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from federation import resolvers
+from federation import maintenance, resolvers
 from federation.adapters.zodb import ZodbMember
 from federation.connection import FederatedConnection
 from federation.errors import ConfigurationError, UnknownMember
+from federation.maintenance import ReindexReport
 from federation.manager import Manager, default_transaction_manager
 from federation.ref import check_member_name
 
@@ -97,6 +98,13 @@ class Federation:
             if jar.opened is None:
                 jar.open(tm, delegate=False)
         return Manager(self, tm, jars)
+
+    def pack(self, days: float = 0.0) -> dict[str, ReindexReport]:
+        """Pack every writable member, keeping objects other members reference.
+
+        See :func:`federation.maintenance.pack`.
+        """
+        return maintenance.pack(self, days)
 
     def _release(self, jars: dict[str, FederatedConnection]) -> None:
         # Member connections are kept together: their caches refer to each other.

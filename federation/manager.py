@@ -10,7 +10,7 @@ from persistent import Persistent
 from ZODB.POSException import POSKeyError
 from ZODB.utils import p64, u64
 
-from federation import resolvers
+from federation import maintenance, resolvers
 from federation.catalog import UUID_ATTRIBUTE
 from federation.connection import FederatedConnection
 from federation.errors import (
@@ -25,6 +25,7 @@ from federation.ref import Ref
 
 if TYPE_CHECKING:
     from federation.federation import Federation
+    from federation.maintenance import ReindexReport
 
 
 class StubInfo(NamedTuple):
@@ -203,6 +204,12 @@ class Manager:
             result.append(StubInfo(u64(stub_oid), target, member_id, f"{module}.{name}"))
         return result
 
+    # -- maintenance ------------------------------------------------------
+
+    def reindex(self, member: str) -> ReindexReport:
+        """Rebuild ``member``'s stub and uuid indexes (after an import); the caller commits."""
+        return maintenance.reindex(self, member)
+
     # -- used by the member connections ------------------------------------
 
     def _placement_for(self, cls: type) -> str | None:
@@ -221,10 +228,15 @@ class Manager:
         """The connection, oid and class of the target a stub entry names."""
         member = self.federation.members_by_id.get(member_id)
         if member is None:
-            missing = self.federation.members.get(member_name)
-            if missing is not None and not missing.available:
+            # An unknown database under a known name: unreachable, or a copy of
+            # the database (export/import), which uuid keys still identify.
+            member = self.federation.members.get(member_name)
+            if member is not None and not member.available:
                 key_value = resolvers.get(kind).decode(key)
-                raise MemberUnavailable(member_name, key_value, missing.error)
+                raise MemberUnavailable(member_name, key_value, member.error)
+            if kind != "uuid":
+                member = None  # oids of another database mean nothing here
+        if member is None:
             raise DanglingStub(
                 f"A stub names member {member_name!r} (id {member_id}), "
                 "which is not part of this federation."

@@ -1,0 +1,177 @@
+"""uuid members, export/import, zodbconvert, and a pack that keeps cross-member targets."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import transaction
+import ZODB
+from ZODB.FileStorage import FileStorage
+from ZODB.POSException import POSKeyError
+
+import federation
+from tests.models import Item
+
+
+@pytest.fixture
+def uuid_fed(uris):
+    """A federation whose 'main' member names its objects by uuid."""
+    fed = federation.open({"main": {"uri": uris["main"], "key": "uuid"}, "notes": uris["notes"]})
+    yield fed
+    transaction.abort()
+    fed.close()
+
+
+def test_uuid_member_refs_and_lookup(uuid_fed):
+    """Objects of a uuid member are referenced, got and looked up by their uuid."""
+    conn = uuid_fed.open()
+    try:
+        page = conn.root("main")["page"] = Item("page")
+        transaction.commit()
+        conn.root("notes")["note"] = Item("note", link=page)
+        transaction.commit()
+        ref = conn.ref(page)
+        assert ref.kind == "uuid" and isinstance(ref.key, uuid.UUID)
+        assert conn.ref(page) == ref  # stable
+        assert conn.get(ref) is page
+        assert conn.lookup(ref.key) is page
+        assert conn.lookup(str(ref.key)) is page
+        assert conn.stubs("notes")[0].target == ref
+        missing = uuid.uuid4()
+        with pytest.raises(federation.KeyNotFound, match=str(missing)) as caught:
+            conn.lookup(missing)
+        assert isinstance(caught.value, KeyError)
+    finally:
+        conn.close()
+
+
+def test_uuid_references_survive_export_and_import(uuid_fed, uris, tmp_path):
+    """An object moved by export/import into a new database is still found by its referrers."""
+    conn = uuid_fed.open()
+    page = conn.root("main")["page"] = Item("page")
+    transaction.commit()
+    conn.root("notes")["note"] = Item("note", link=page)
+    transaction.commit()
+    key = conn.ref(page).key
+    export = tmp_path / "page.zexp"
+    with export.open("wb") as stream:
+        conn.jar("main").exportFile(page._p_oid, stream)
+    conn.close()
+    uuid_fed.close()
+
+    moved = {"main": {"uri": (tmp_path / "moved.fs").as_uri(), "key": "uuid"},
+             "notes": uris["notes"]}
+    fed = federation.open(moved)
+    conn = fed.open()
+    try:
+        with export.open("rb") as stream:
+            conn.root("main")["page"] = conn.jar("main").importFile(stream)
+        transaction.commit()
+        report = conn.reindex("main")
+        transaction.commit()
+        assert report.uuids == 1
+        note = conn.root("notes")["note"]
+        assert note.link is conn.root("main")["page"]
+        assert conn.lookup(key).title == "page"
+    finally:
+        transaction.abort()
+        conn.close()
+        fed.close()
+
+
+def test_references_survive_zodbconvert(fed, conn, uris, tmp_path):
+    """A member copied with copyTransactionsFrom (what zodbconvert does) keeps its references."""
+    page = conn.root("main")["page"] = Item("page")
+    transaction.commit()
+    conn.root("notes")["note"] = Item("note", link=page)
+    transaction.commit()
+    conn.close()
+    fed.close()
+
+    copy = tmp_path / "notes-copy.fs"
+    source = FileStorage(uris["notes"].removeprefix("file://"), read_only=True)
+    destination = FileStorage(str(copy))
+    destination.copyTransactionsFrom(source)
+    source.close()
+    destination.close()
+
+    fed2 = federation.open({"main": uris["main"], "notes": copy.as_uri()})
+    conn2 = fed2.open()
+    try:
+        assert conn2.root("notes")["note"].link is conn2.root("main")["page"]
+    finally:
+        conn2.close()
+        fed2.close()
+
+
+def test_pack_keeps_objects_only_other_members_reference(fed, uris):
+    """fed.pack() keeps an object that only another member references; plain pack would not."""
+    conn = fed.open()
+    orphan = Item("only referenced from notes")
+    conn.add(orphan, "main")
+    transaction.commit()
+    conn.root("notes")["note"] = Item("note", link=orphan)
+    transaction.commit()
+    oid = orphan._p_oid
+    conn.close()
+
+    reports = fed.pack()
+    assert reports["notes"].stubs == 1
+    conn = fed.open()
+    try:
+        assert conn.root("notes")["note"].link.title == "only referenced from notes"
+        # Once the referrer is gone, two packs release the stub and then the target.
+        del conn.root("notes")["note"]
+        transaction.commit()
+    finally:
+        conn.close()
+    fed.pack()
+    fed.pack()
+    with pytest.raises(POSKeyError):
+        fed.member("main").db.storage.load(oid)
+    conn = fed.open()
+    try:
+        assert conn.stubs("notes") == []
+    finally:
+        conn.close()
+
+
+def test_plain_pack_loses_what_federation_pack_keeps(uris):
+    """The hazard fed.pack() removes: a plain ZODB pack collects a cross-member-only target."""
+    fed = federation.open(uris)
+    conn = fed.open()
+    orphan = Item("orphan")
+    conn.add(orphan, "main")
+    transaction.commit()
+    conn.root("notes")["note"] = Item("note", link=orphan)
+    transaction.commit()
+    oid = orphan._p_oid
+    conn.close()
+    fed.close()
+
+    db = ZODB.DB(FileStorage(uris["main"].removeprefix("file://")))
+    try:
+        db.pack()
+        with pytest.raises(POSKeyError):
+            db.storage.load(oid)
+    finally:
+        db.close()
+
+
+def test_reindex_rebuilds_stub_indexes(conn):
+    """reindex() rebuilds a member's stub index from its stub records."""
+    page = conn.root("main")["page"] = Item("page")
+    transaction.commit()
+    conn.root("notes")["a"] = Item("a", link=page)
+    transaction.commit()
+    before = conn.stubs("notes")
+    report = conn.reindex("notes")
+    transaction.commit()
+    assert (report.stubs, report.duplicate_stubs) == (1, 0)
+    assert conn.stubs("notes") == before
+    conn.root("notes")["b"] = Item("b", link=page)  # found through the rebuilt index
+    transaction.commit()
+    assert len(conn.stubs("notes")) == 1
+
+
