@@ -10,7 +10,7 @@ import zodburi
 from ZODB.DB import DB
 from ZODB.interfaces import IStorage
 
-from federation.catalog import CATALOG_KEY, Catalog
+from federation.catalog import CATALOG_ATTRIBUTE, Catalog
 from federation.connection import UNREACHABLE_ERRORS, FederatedConnection
 from federation.errors import ConfigurationError, MemberUnavailable
 
@@ -63,6 +63,7 @@ class ZodbMember:
         self.error: BaseException | None = None
         self.db: DB | None = None
         self._owns_db = not isinstance(source, DB)
+        self._adopted_klass: type | None = None
         try:
             self.db = self._open_db(source)
         except UNREACHABLE_ERRORS as error:
@@ -120,6 +121,7 @@ class ZodbMember:
                 f"Member {self.name!r}: this ZODB.DB already serves member {owner.name!r}."
             )
         db.federation_member = self
+        self._adopted_klass = db.klass
         db.klass = FederatedConnection
         # Connections made before adoption are of ZODB's class: drop the idle ones.
         db.pool.available[:] = [
@@ -131,9 +133,10 @@ class ZodbMember:
         writable = not (self.read_only or self.db.storage.isReadOnly())
         with self.db.transaction() as conn:
             root = conn.root()
-            catalog = root.get(CATALOG_KEY)
+            catalog = getattr(root, CATALOG_ATTRIBUTE, None)
             if catalog is None and writable:
-                catalog = root[CATALOG_KEY] = Catalog()
+                catalog = Catalog()
+                setattr(root, CATALOG_ATTRIBUTE, catalog)
             return catalog.member_id if catalog is not None else f"name:{self.name}"
 
     def open_jar(self, transaction_manager: Any) -> FederatedConnection:
@@ -143,6 +146,16 @@ class ZodbMember:
         return self.db.open(transaction_manager)
 
     def close(self) -> None:
-        """Close the database if the federation opened it."""
-        if self.db is not None and self._owns_db:
+        """Close the database if the federation opened it, else give it back as it was."""
+        if self.db is None:
+            return
+        if self._owns_db:
             self.db.close()
+        else:
+            self.db.klass = self._adopted_klass
+            del self.db.federation_member
+            self.db.pool.available[:] = [
+                item for item in self.db.pool.available
+                if not isinstance(item[1], FederatedConnection)
+            ]
+        self.db = None

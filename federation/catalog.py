@@ -10,7 +10,9 @@ it, pack and conflict resolution work on it.
 
 The catalog
 -----------
-``root["zodb-federation"]`` is a :class:`Catalog`, created when the member is
+The root mapping's attribute ``root.zodb_federation`` (an attribute, not a
+key: iterating the root shows only the application's own entries; pack and
+``fsrefs`` still reach it) is a :class:`Catalog`, created when the member is
 first opened writable by a federation.  It holds:
 
 ``member_id``
@@ -71,8 +73,8 @@ import uuid as _uuid
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 
-#: The key of the catalog in a member's root mapping.
-CATALOG_KEY = "zodb-federation"
+#: The attribute of a member's root mapping that holds the catalog.
+CATALOG_ATTRIBUTE = "zodb_federation"
 
 #: The catalog's record format; bumped on incompatible changes.
 FORMAT = 1

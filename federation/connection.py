@@ -33,7 +33,7 @@ from ZODB.serialize import ObjectReader, ObjectWriter
 from ZODB.utils import u64, z64
 from zodbpickle import binary
 
-from federation.catalog import CATALOG_KEY, UUID_ATTRIBUTE, Catalog, Stub, target_key
+from federation.catalog import CATALOG_ATTRIBUTE, UUID_ATTRIBUTE, Catalog, Stub, target_key
 from federation.errors import (
     AmbiguousPlacement,
     DanglingStub,
@@ -178,7 +178,7 @@ class FederatedConnection(Connection):
                 root = self.get(z64)
             except POSKeyError:
                 return None  # the root is being created (ZODB.DB.__init__)
-            self._zfed_catalog_obj = root.get(CATALOG_KEY)
+            self._zfed_catalog_obj = getattr(root, CATALOG_ATTRIBUTE, None)
         return self._zfed_catalog_obj
 
     # -- writing ------------------------------------------------------------

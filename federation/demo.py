@@ -1,0 +1,108 @@
+"""``zfed demo``: a federation of three FileStorage members, linked, reopened, shown.
+
+- ``library`` holds books (referred to by oid, the ``integer`` kind);
+- ``people`` holds authors and names them by ``uuid``;
+- ``notes`` holds the reader's notes, which reference books and authors in
+  the other two members through stub records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import transaction
+from persistent import Persistent
+
+import federation
+
+BOOKS = [
+    ("Persistence in Practice", "Ada Lovelace"),
+    ("Objects All the Way Down", "Alan Kay"),
+    ("Transactions for Everyone", "Barbara Liskov"),
+]
+
+
+class Person(Persistent):
+    """An author, kept in the ``people`` member."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class Book(Persistent):
+    """A book, kept in the ``library`` member; ``author`` lives in ``people``."""
+
+    def __init__(self, title: str, author: Person) -> None:
+        self.title = title
+        self.author = author
+
+
+class Note(Persistent):
+    """A reader's note, kept in ``notes``; ``about`` is a book in ``library``."""
+
+    def __init__(self, text: str, about: Book) -> None:
+        self.text = text
+        self.about = about
+
+
+def member_uris(directory: Path) -> dict[str, object]:
+    """The demo's member configuration for FileStorage files in ``directory``."""
+    return {
+        "library": (directory / "library.fs").resolve().as_uri(),
+        "people": {"uri": (directory / "people.fs").resolve().as_uri(), "key": "uuid"},
+        "notes": (directory / "notes.fs").resolve().as_uri(),
+    }
+
+
+def _populate(conn: federation.Manager) -> None:
+    people = conn.root("people")
+    library = conn.root("library")
+    for title, author in BOOKS:
+        person = people.get(author)
+        if person is None:
+            # New and referenced from two members (people's root, a library book):
+            # say where it belongs, or the commit raises AmbiguousPlacement.
+            person = Person(author)
+            conn.add(person, "people")
+            people[author] = person
+        library[title] = Book(title, person)  # a reference from library into people
+    transaction.commit()
+    notes = conn.root("notes")
+    for number, title in enumerate(library, start=1):
+        notes[f"note-{number}"] = Note(f"Read '{title}' again.", library[title])
+    transaction.commit()
+
+
+def run(directory: Path, echo: Callable[[str], None] = print) -> None:
+    """Create (or reopen) the demo federation in ``directory`` and print what is where."""
+    directory.mkdir(parents=True, exist_ok=True)
+    uris = member_uris(directory)
+    with federation.open(uris) as fed, fed.open() as conn:
+        fresh = len(conn.root("library")) == 0
+        if fresh:
+            _populate(conn)
+    echo(f"zodb-federation demo in {directory} (members: {', '.join(uris)})")
+    echo("Created the demo objects, committed, and reopened the databases."
+         if fresh else "Reopened the databases of an earlier run.")
+
+    with federation.open(uris) as fed, fed.open() as conn:
+        echo("\nObjects, their member and key:")
+        for key in sorted(conn.root("people")):
+            person = conn.root("people")[key]
+            echo(f"  {conn.ref(person)!s:<58} Person {person.name!r}")
+        for key in sorted(conn.root("library")):
+            book = conn.root("library")[key]
+            echo(f"  {conn.ref(book)!s:<58} Book {book.title!r}")
+            echo(f"      author -> {conn.ref(book.author)} ({book.author.name})")
+        for key in sorted(conn.root("notes")):
+            note = conn.root("notes")[key]
+            echo(f"  {conn.ref(note)!s:<58} Note {note.text!r}")
+            echo(f"      about -> {conn.ref(note.about)} ({note.about.title})")
+        echo("\nStub records, kept in the referencing member:")
+        for name in uris:
+            stubs = conn.stubs(name)
+            echo(f"  {name}: {len(stubs)} stub(s)")
+            for stub in stubs:
+                echo(f"    stub oid {stub.oid:<4} -> {stub.target} ({stub.class_name})")
+        transaction.abort()
