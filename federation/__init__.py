@@ -25,6 +25,7 @@ from federation.errors import (
 from federation.federation import Federation, open, open_config
 from federation.manager import Manager, StubInfo
 from federation.ref import Ref
+from federation.split import Split, SplitObject
 
 __all__ = [
     "AmbiguousPlacement",
@@ -38,6 +39,8 @@ __all__ = [
     "MemberUnavailable",
     "ReadOnlyMember",
     "Ref",
+    "Split",
+    "SplitObject",
     "StubInfo",
     "UnknownKind",
     "UnknownMember",

@@ -62,7 +62,19 @@ then dropped by :func:`federation.maintenance.reindex`, which
     in other members name, written by :func:`federation.maintenance.pack`
     so that packing this member does not collect them.
 
-Indexes are BTrees with large buckets (:class:`Index`), so a traversal that
+``splits`` (:class:`Index`)
+    In a secondary member: ``split key -> secondary record`` of a split
+    object (:mod:`federation.split`), a real reference, which keeps the
+    record reachable for pack even when its primary object vanished.  The split key is
+    ``class name + b"\0" + target key of the primary object``.
+
+``unique`` (:class:`Index`)
+    In a secondary member: ``class name \0 attribute \0 value -> oid``
+    for the unique attributes split classes declare; the values are copies,
+    checked against the primary on every lookup.
+
+Catalogs made by older releases lack the newer indexes; they are added on
+first use.  Indexes are BTrees with large buckets (:class:`Index`), so a traversal that
 follows many references loads few index records.
 """
 
@@ -100,6 +112,8 @@ class Catalog(Persistent):
         self.stubs_by_oid = Index()
         self.uuids = Index()
         self.keep_alive = Index()
+        self.splits = Index()
+        self.unique = Index()
 
 
 class Stub(Persistent):

@@ -33,7 +33,14 @@ from ZODB.serialize import ObjectReader, ObjectWriter
 from ZODB.utils import u64, z64
 from zodbpickle import binary
 
-from federation.catalog import CATALOG_ATTRIBUTE, UUID_ATTRIBUTE, Catalog, Stub, target_key
+from federation.catalog import (
+    CATALOG_ATTRIBUTE,
+    UUID_ATTRIBUTE,
+    Catalog,
+    Index,
+    Stub,
+    target_key,
+)
 from federation.errors import (
     AmbiguousPlacement,
     DanglingStub,
@@ -168,6 +175,8 @@ class FederatedConnection(Connection):
     def _zfed_reset_pending(self) -> None:
         self._zfed_new_stubs: dict[bytes, tuple[bytes, tuple[Any, ...]]] = {}
         self._zfed_new_uuids: dict[bytes, bytes] = {}
+        # (catalog index name, key) -> value, or None to delete the entry.
+        self._zfed_index_ops: dict[tuple[str, bytes], Any] = {}
         self._zfed_begun = False
         self._zfed_meta: Any = None
         self._zfed_mark = 0
@@ -189,9 +198,8 @@ class FederatedConnection(Connection):
         member = manager._placement_for(type(obj)) if manager is not None else None
         if member is None or member == self._zfed_member.name:
             return None
-        target = manager._jar(member)
-        target.add(obj)
-        return target
+        manager.add(obj, member)
+        return obj._p_jar
 
     def _find_stub(self, tkey: bytes) -> bytes | None:
         oid = self._zfed_stub_of_target.get(tkey)
@@ -254,17 +262,48 @@ class FederatedConnection(Connection):
                 self._zfed_oid_of_uuid[value] = oid
         return oid
 
-    def _apply_pending(self) -> bool:
-        """Write this transaction's pending index entries; True if there were any."""
-        if not (self._zfed_new_stubs or self._zfed_new_uuids):
-            return False
+    def index_later(self, index: str, key: bytes, value: Any) -> None:
+        """Set (or, with ``None``, delete) ``catalog.<index>[key]`` when this member votes.
+
+        Index records are never changed while objects are being serialized;
+        see the module docstring.
+        """
+        if self._catalog() is None:
+            raise ReadOnlyMember(
+                f"Member {self._zfed_member.name!r} has no federation catalog (it was opened "
+                "read-only), so it cannot record index entries."
+            )
+        self._zfed_index_ops[index, key] = value
+        self._register()
+
+    def index_get(self, index: str, key: bytes) -> Any:
+        """``catalog.<index>[key]``, as this transaction will leave it."""
+        if (index, key) in self._zfed_index_ops:
+            return self._zfed_index_ops[index, key]
+        catalog = self._catalog()
+        tree = getattr(catalog, index, None) if catalog is not None else None
+        return tree.get(key) if tree is not None else None
+
+    def _has_pending(self) -> bool:
+        return bool(self._zfed_new_stubs or self._zfed_new_uuids or self._zfed_index_ops)
+
+    def _apply_pending(self) -> None:
+        """Write this transaction's pending index entries."""
         catalog = self._catalog()
         for tkey, (stub_oid, entry) in self._zfed_new_stubs.items():
             catalog.stubs_by_target[tkey] = stub_oid
             catalog.stubs_by_oid[stub_oid] = entry
         for value, oid in self._zfed_new_uuids.items():
             catalog.uuids[value] = oid
-        return True
+        for (index, key), value in self._zfed_index_ops.items():
+            tree = getattr(catalog, index, None)
+            if tree is None:
+                tree = Index()
+                setattr(catalog, index, tree)
+            if value is not None:
+                tree[key] = value
+            elif key in tree:
+                del tree[key]
 
     def _commit(self, transaction: Any) -> None:
         # ZODB's Connection._commit, with our writer and a resumable loop.
@@ -330,7 +369,7 @@ class FederatedConnection(Connection):
 
     def tpc_vote(self, transaction: Any) -> None:
         late = self._zfed_mark < len(self._registered_objects)
-        if self._zfed_new_stubs or self._zfed_new_uuids or late:
+        if self._has_pending() or late:
             self._begin()
             self._apply_pending()
             self._store_registered(transaction.data(self), self._zfed_mark)
@@ -358,14 +397,16 @@ class FederatedConnection(Connection):
 
     def savepoint(self) -> Any:
         savepoint = super().savepoint()
-        savepoint.state = (savepoint.state, dict(self._zfed_new_stubs), dict(self._zfed_new_uuids))
+        savepoint.state = (savepoint.state, dict(self._zfed_new_stubs),
+                           dict(self._zfed_new_uuids), dict(self._zfed_index_ops))
         return savepoint
 
     def _rollback_savepoint(self, state: Any) -> None:
-        zodb_state, stubs, uuids = state
+        zodb_state, stubs, uuids, index_ops = state
         super()._rollback_savepoint(zodb_state)
         self._zfed_new_stubs = dict(stubs)
         self._zfed_new_uuids = dict(uuids)
+        self._zfed_index_ops = dict(index_ops)
 
     def beforeCompletion(self, txn: Any) -> None:
         super().beforeCompletion(txn)

@@ -76,8 +76,9 @@ class Federation:
             return self._placement_cache[cls]
         except KeyError:
             pass
-        member = None
-        if self._placement:
+        spec = getattr(cls, "__split__", None)
+        member = spec.secondary if spec is not None else None
+        if member is None and self._placement:
             for base in cls.__mro__:
                 member = self._placement.get(_dotted(base))
                 if member is not None:

@@ -10,7 +10,7 @@ from persistent import Persistent
 from ZODB.POSException import POSKeyError
 from ZODB.utils import p64, u64
 
-from federation import maintenance, resolvers
+from federation import maintenance, resolvers, split
 from federation.catalog import UUID_ATTRIBUTE
 from federation.connection import FederatedConnection
 from federation.errors import (
@@ -62,6 +62,7 @@ class Manager:
         self.transaction_manager = transaction_manager
         self._jars = jars
         self._closed = False
+        self._splits = split.SplitResolver(self)
         for jar in jars.values():
             jar._zfed_manager = self
             jar._zfed_resolved = {}
@@ -93,6 +94,8 @@ class Manager:
                 f"it cannot also be added to member {member!r}."
             )
         jar.add(obj)
+        if isinstance(obj, split.SplitObject):
+            split.adopt(self, obj)
 
     def _member_name(self, jar: Any) -> str:
         member = getattr(jar, "_zfed_member", None)
@@ -146,10 +149,36 @@ class Manager:
             raise KeyNotFound(ref.member, ref.kind, ref.key) from error
         return obj
 
-    def lookup(self, key: Any, kind: str | None = None) -> Any:
+    def split(self, cls: type[split.SplitObject], key: Any) -> split.SplitObject:
+        """The split object of ``cls`` for a primary key, ``Ref`` or primary object.
+
+        See :mod:`federation.split` for the resolution order.
+        """
+        return self._splits.by_key(cls, key)
+
+    def find(self, cls: type[split.SplitObject], **attribute: Any) -> split.SplitObject:
+        """The split object of ``cls`` whose one declared unique attribute has a value.
+
+        ``conn.find(Page, path="/about")``; see :mod:`federation.split`.
+        """
+        if len(attribute) != 1:
+            raise FederationError(
+                f"find() takes exactly one unique attribute of {cls.__qualname__}, "
+                f"not {len(attribute)}."
+            )
+        [(name, value)] = attribute.items()
+        return self._splits.by_attribute(cls, name, value)
+
+    def split_records(self, cls: type[split.SplitObject]) -> list[split.SplitObject]:
+        """Every secondary record of ``cls``, including those whose primary vanished."""
+        return self._splits.records(cls)
+
+    def lookup(self, key: Any, kind: str | None = None,
+               cls: type[split.SplitObject] | None = None) -> Any:
         """Find an object by a typed key, in whichever member has it.
 
-        Resolution order:
+        With ``cls``, a split class, the key is its primary key and the
+        split object is returned (:meth:`split`).  Otherwise, resolution order:
 
         1. a :class:`Ref`, or ``member:kind:key`` text, is looked up with
            :meth:`get`;
@@ -161,6 +190,8 @@ class Manager:
         4. if none has it, :class:`~federation.KeyNotFound` is raised (and
            :class:`~federation.InvalidKey` if no member's kind accepts the key).
         """
+        if cls is not None:
+            return self.split(cls, key)
         if isinstance(key, Ref):
             return self.get(key)
         if isinstance(key, str) and kind is None and key.count(":") >= 2:
@@ -219,6 +250,7 @@ class Manager:
         member = jar._zfed_member
         if member.read_only or not (
             member.kind == "uuid" or member.name in self.federation.placement_targets
+            or member.name in self._splits.secondaries
         ):
             return False
         return any(not other._needs_to_join for other in self._jars.values())

@@ -7,6 +7,8 @@ from typing import Any
 from persistent import Persistent
 from persistent.mapping import PersistentMapping
 
+from federation.split import Split, SplitObject
+
 
 class Item(Persistent):
     """An object with a title and an optional link to another object."""
@@ -28,3 +30,22 @@ class Placed(Persistent):
 
 class Folder(PersistentMapping):
     """A mapping of items."""
+
+
+def find_by_path(root: Any, attribute: str, value: Any) -> Any:
+    """Search the primary member of Annotated: pages are kept by path in root["pages"]."""
+    assert attribute == "path"
+    return root["pages"].get(value)
+
+
+class Annotated(SplitObject):
+    """A page of the shared member, with the local member's annotations."""
+
+    __split__ = Split(
+        primary="shared",
+        secondary="local",
+        key="integer",
+        primary_attributes={"title", "path"},
+        unique={"path"},
+        search=find_by_path,
+    )
