@@ -78,7 +78,7 @@ def test_read_only_primary_is_untouched_byte_for_byte(split_uris):
         page.rating = 3
         page.tags = ["company"]
         transaction.commit()
-        with pytest.raises(federation.ReadOnlyMember, match="'shared'.*title"):
+        with pytest.raises(federation.ReadOnlyMember, match=r"'shared'.*title"):
             page.title = "Renamed"
         transaction.commit()
         assert page.title == "About"
