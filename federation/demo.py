@@ -3,7 +3,8 @@
 - ``library`` holds books (referred to by oid, the ``integer`` kind);
 - ``people`` holds authors and names them by ``uuid``;
 - ``notes`` holds the reader's notes, which reference books and authors in
-  the other two members through stub records.
+  the other two members through stub records, and the reader's ratings of
+  books: split objects whose title and author stay in ``library``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import transaction
 from persistent import Persistent
 
 import federation
+from federation.split import Split, SplitObject
 
 BOOKS = [
     ("Persistence in Practice", "Ada Lovelace"),
@@ -46,6 +48,17 @@ class Note(Persistent):
         self.about = about
 
 
+def _book_by_title(root: object, attribute: str, value: str) -> Book | None:
+    return root.get(value)  # library's root keeps books by title
+
+
+class Rating(SplitObject):
+    """A book seen with the reader's annotations: ``stars`` is kept in ``notes``."""
+
+    __split__ = Split(primary="library", secondary="notes", primary_attributes={"title", "author"},
+                      unique={"title"}, search=_book_by_title)
+
+
 def member_uris(directory: Path) -> dict[str, object]:
     """The demo's member configuration for FileStorage files in ``directory``."""
     return {
@@ -71,6 +84,7 @@ def _populate(conn: federation.Manager) -> None:
     notes = conn.root("notes")
     for number, title in enumerate(library, start=1):
         notes[f"note-{number}"] = Note(f"Read '{title}' again.", library[title])
+        conn.find(Rating, title=title).stars = number + 2  # an annotation, kept in notes
     transaction.commit()
 
 
@@ -99,6 +113,10 @@ def run(directory: Path, echo: Callable[[str], None] = print) -> None:
             note = conn.root("notes")[key]
             echo(f"  {conn.ref(note)!s:<58} Note {note.text!r}")
             echo(f"      about -> {conn.ref(note.about)} ({note.about.title})")
+        echo("\nAnnotations on library books, kept in notes (split objects):")
+        for rating in conn.split_records(Rating):
+            echo(f"  {rating.title!r} by {rating.author.name}: {'*' * rating.stars}"
+                 f"  (title and author read from library, stars from notes)")
         echo("\nStub records, kept in the referencing member:")
         for name in uris:
             stubs = conn.stubs(name)
