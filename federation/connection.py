@@ -355,7 +355,8 @@ class FederatedConnection(Connection):
             self._zfed_begun = True
 
     def commit(self, transaction: Any) -> None:
-        if self._registered_objects or self._savepoint_storage is not None or self._readCurrent:
+        if (self._registered_objects or self._savepoint_storage is not None
+                or self._readCurrent or self._import):
             has_changes = self._registered_objects or self._savepoint_storage is not None
             if self._zfed_member.read_only and has_changes:
                 changed = ", ".join(repr(obj) for obj in self._registered_objects[:3])

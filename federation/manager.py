@@ -297,6 +297,12 @@ class Manager:
         """Close every member connection; the manager cannot be used afterwards."""
         if self._closed:
             return
+        joined = [name for name, jar in self._jars.items() if not jar._needs_to_join]
+        if joined:
+            raise FederationError(
+                f"Cannot close the manager: members {', '.join(sorted(joined))} have changes "
+                "in the current transaction; commit or abort it first."
+            )
         jars, self._jars = self._jars, {}
         self._closed = True
         for jar in jars.values():

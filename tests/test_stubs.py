@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import transaction
 import ZODB
+from BTrees.OOBTree import OOBTree
 from ZODB.FileStorage import FileStorage
 from ZODB.serialize import referencesf
 
@@ -212,6 +213,31 @@ def test_member_rename_keeps_references(fed, conn, uris):
         note = conn2.root("notes")["note"]
         assert note.link is conn2.root("primary")["page"]
         assert conn2.stubs("notes")[0].target.member == "primary"
+    finally:
+        conn2.close()
+        fed2.close()
+
+
+def test_btrees_hold_cross_member_references_and_jars_sort(conn, fed, uris):
+    """BTree buckets store cross-member values as stubs; every member jar has a str sortKey."""
+    pages = conn.root("main")
+    for i in range(100):
+        pages[f"p{i}"] = Item(f"p{i}")
+    transaction.commit()
+    tree = conn.root("notes")["tree"] = OOBTree()
+    for i in range(100):
+        tree[f"k{i:03d}"] = pages[f"p{i}"]
+    transaction.commit()
+    assert all(isinstance(conn.jar(name).sortKey(), str) for name in ("main", "notes", "people"))
+    conn.close()
+    fed.close()
+
+    fed2, conn2 = _reopen(uris)
+    try:
+        tree = conn2.root("notes")["tree"]
+        assert [tree[f"k{i:03d}"].title for i in range(100)] == [f"p{i}" for i in range(100)]
+        assert tree["k007"] is conn2.root("main")["p7"]
+        assert len(conn2.stubs("notes")) == 100
     finally:
         conn2.close()
         fed2.close()

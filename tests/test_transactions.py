@@ -162,3 +162,15 @@ def test_closed_manager_refuses_work(fed):
     conn.close()
     with pytest.raises(federation.FederationError, match="closed"):
         conn.root("main")
+
+
+def test_closing_with_pending_changes_is_refused(fed):
+    """Closing a manager with uncommitted changes names the members; after abort it closes."""
+    conn = fed.open()
+    conn.root("notes")["x"] = Item("x")
+    with pytest.raises(federation.FederationError, match="notes"):
+        conn.close()
+    transaction.abort()
+    conn.close()
+    with pytest.raises(federation.FederationError, match="closed"):
+        conn.root("notes")
