@@ -253,6 +253,10 @@ class FederatedConnection(Connection):
             self._zfed_new_uuids[value] = obj._p_oid
         return value
 
+    def oid_for(self, kind: str, key: bytes) -> bytes | None:
+        """The oid of the object an encoded key of ``kind`` names (None if unknown)."""
+        return self._oid_of_uuid(key) if kind == "uuid" else key
+
     def _oid_of_uuid(self, value: bytes) -> bytes | None:
         oid = self._zfed_oid_of_uuid.get(value) or self._zfed_new_uuids.get(value)
         if oid is None:

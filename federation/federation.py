@@ -7,10 +7,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ZODB.DB import DB
+from ZODB.interfaces import IStorage
+
 from federation import maintenance, resolvers
 from federation.adapters.zodb import ZodbMember
 from federation.connection import FederatedConnection
 from federation.errors import ConfigurationError, UnknownMember
+from federation.foreign import ForeignMember
 from federation.maintenance import ReindexReport
 from federation.manager import Manager, default_transaction_manager
 from federation.ref import check_member_name
@@ -34,7 +38,7 @@ class Federation:
                  placement: Mapping[type | str, str] | None = None) -> None:
         if not members:
             raise ConfigurationError("A federation needs at least one member.")
-        self.members: dict[str, ZodbMember] = {}
+        self.members: dict[str, ZodbMember | ForeignMember] = {}
         self._placement: dict[str, str] = {}
         try:
             for name, spec in members.items():
@@ -51,8 +55,8 @@ class Federation:
         self._placement_cache: dict[type, str | None] = {}
         self._idle: list[dict[str, FederatedConnection]] = []
 
-    def _index_members(self) -> dict[str, ZodbMember]:
-        by_id: dict[str, ZodbMember] = {}
+    def _index_members(self) -> dict[str, ZodbMember | ForeignMember]:
+        by_id: dict[str, ZodbMember | ForeignMember] = {}
         for member in self.members.values():
             other = by_id.get(member.member_id)
             if other is not None:
@@ -63,7 +67,7 @@ class Federation:
             by_id.setdefault(f"name:{member.name}", member)
         return by_id
 
-    def member(self, name: str) -> ZodbMember:
+    def member(self, name: str) -> ZodbMember | ForeignMember:
         """The member called ``name``; ``UnknownMember`` if there is none."""
         try:
             return self.members[name]
@@ -128,7 +132,16 @@ def _dotted(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _make_member(name: str, spec: Any) -> ZodbMember:
+def _make_member(name: str, spec: Any) -> ZodbMember | ForeignMember:
+    if isinstance(spec, Mapping) and "adapter" in spec:
+        options = dict(spec)
+        factory = options.pop("adapter")
+        read_only = bool(options.pop("read_only", False))
+        if options:
+            raise ConfigurationError(
+                f"Member {name!r} has unknown settings: {', '.join(sorted(options))}."
+            )
+        return ForeignMember(name, factory, read_only=read_only)
     if isinstance(spec, Mapping):
         options = dict(spec)
         source = options.pop("source", None) or options.pop("uri", None)
@@ -142,6 +155,8 @@ def _make_member(name: str, spec: Any) -> ZodbMember:
             )
         resolvers.get(kind)
         return ZodbMember(name, source, kind=kind, read_only=read_only)
+    if callable(spec) and not isinstance(spec, (str, DB)) and not IStorage.providedBy(spec):
+        return ForeignMember(name, spec)  # an adapter factory
     return ZodbMember(name, spec)
 
 

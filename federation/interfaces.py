@@ -45,3 +45,79 @@ class KeyKind(Protocol):
     def decode(self, data: bytes) -> Any: ...
 
     def issue(self, **hints: Any) -> Any: ...
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """How a foreign (non-ZODB) member reads and writes its records.
+
+    The generic jar (:class:`federation.foreign.ForeignJar`) drives an
+    adapter; an adapter never sees persistent objects.  A *record state* is
+    a dict of attribute names to plain values; attributes named in
+    ``ref_attributes`` hold references to objects of other members as
+    :class:`federation.Ref` text (``member:kind:key``), which the jar turns
+    into objects and back.
+
+    Reading:
+
+    - ``load(key) -> state`` raises :class:`federation.KeyNotFound`.
+    - ``load_many(keys) -> {key: state}`` loads at most ``batch_size`` keys
+      in **one** round trip; keys with no record are left out.
+    - ``find(attribute, value) -> [key, ...]`` searches by an attribute
+      (values are data, never query syntax).
+
+    Writing happens between ``begin(xid)`` and ``commit()``/``abort()``, in
+    the order the jar calls: ``create(key, state)``, ``store(key, state)``
+    (the attributes that changed), ``delete(key)``.  ``new_key(state)``
+    issues the key of a new record.  With ``two_phase``, ``prepare()`` makes
+    the writes durable but invisible (``PREPARE TRANSACTION``) and
+    ``commit()`` finishes them; ``recover(older_than)`` lists the xids of
+    this project's prepared transactions older than ``older_than`` seconds,
+    left by a crash, and ``finish_prepared(xid, commit)`` settles one.
+    Without ``two_phase`` the adapter takes part in a transaction as its
+    single last resource.
+
+    Bad input (a value a column rejects, a key of the wrong kind) raises a
+    :class:`federation.FederationError` naming the member and key; a
+    server that went away raises :class:`federation.MemberUnavailable`.
+
+    Capability flags: ``two_phase``, ``can_rename``, ``can_range``.  The
+    conformance suite (``tests/conformance.py``) skips what an adapter does
+    not claim.
+    """
+
+    kind: str
+    klass: type
+    ref_attributes: frozenset[str]
+    batch_size: int
+    two_phase: bool
+    can_rename: bool
+    can_range: bool
+
+    def load(self, key: Any) -> dict[str, Any]: ...
+
+    def load_many(self, keys: list[Any]) -> dict[Any, dict[str, Any]]: ...
+
+    def find(self, attribute: str, value: Any) -> list[Any]: ...
+
+    def new_key(self, state: dict[str, Any]) -> Any: ...
+
+    def begin(self, xid: str) -> None: ...
+
+    def create(self, key: Any, state: dict[str, Any]) -> None: ...
+
+    def store(self, key: Any, state: dict[str, Any]) -> None: ...
+
+    def delete(self, key: Any) -> None: ...
+
+    def prepare(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def recover(self, older_than: float = 0.0) -> list[str]: ...
+
+    def finish_prepared(self, xid: str, commit: bool) -> None: ...
+
+    def close(self) -> None: ...

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import transaction as _transaction
 from persistent import Persistent
 from ZODB.POSException import POSKeyError
-from ZODB.utils import p64, u64
+from ZODB.utils import u64
 
 from federation import maintenance, resolvers, split
 from federation.catalog import UUID_ATTRIBUTE
@@ -122,11 +122,27 @@ class Manager:
         """The :class:`Ref` naming ``obj`` by its member's key kind."""
         jar = self._owned_jar(obj)
         member = jar._zfed_member
-        if member.kind == "uuid":
-            key: Any = _uuid.UUID(bytes=jar._ensure_uuid(obj, on_store=False))
+        if not isinstance(jar, FederatedConnection):
+            key: Any = jar.key_of(obj._p_oid)
+        elif member.kind == "uuid":
+            key = _uuid.UUID(bytes=jar._ensure_uuid(obj, on_store=False))
         else:
             key = u64(obj._p_oid)
         return Ref(member.name, member.kind, key)
+
+    def delete(self, obj: Persistent) -> None:
+        """Delete the record of ``obj``, an object of a foreign member, on commit.
+
+        ZODB objects are not deleted explicitly: remove the references to
+        them and pack.
+        """
+        jar = self._owned_jar(obj)
+        if isinstance(jar, FederatedConnection):
+            raise FederationError(
+                f"{obj!r} is an object of ZODB member {jar._zfed_member.name!r}: remove the "
+                "references to it instead, and pack."
+            )
+        jar.delete(obj)
 
     def get(self, ref: Ref | str) -> Any:
         """The object ``ref`` names (a ghost until touched); ``KeyNotFound`` if none."""
@@ -138,12 +154,14 @@ class Manager:
             raise InvalidKey(
                 ref.kind, str(ref), f"member {ref.member!r} names its objects by {kind} keys"
             )
-        oid = jar._oid_of_uuid(ref.key.bytes) if kind == "uuid" else p64(ref.key)
+        oid = jar.oid_for(kind, ref.encoded_key)
         if oid is None:
             raise KeyNotFound(ref.member, ref.kind, ref.key)
         try:
             obj = jar.get(oid)
-            if kind == "uuid" and getattr(obj, UUID_ATTRIBUTE, None) != ref.key.bytes:
+            stale = isinstance(jar, FederatedConnection) and kind == "uuid" and (
+                getattr(obj, UUID_ATTRIBUTE, None) != ref.key.bytes)
+            if stale:
                 raise KeyNotFound(ref.member, ref.kind, ref.key)
         except POSKeyError as error:
             raise KeyNotFound(ref.member, ref.kind, ref.key) from error
@@ -276,15 +294,14 @@ class Manager:
         jar = self._jars.get(member.name)
         if jar is None:
             raise MemberUnavailable(member.name, resolvers.get(kind).decode(key), member.error)
-        klass = jar._db.classFactory(jar, module, name)
-        if kind == "uuid":
-            oid = jar._oid_of_uuid(key)
-            if oid is None:
-                raise DanglingStub(
-                    f"Member {member.name!r} has no object with uuid {_uuid.UUID(bytes=key)}."
-                )
-        else:
-            oid = key
+        oid = jar.oid_for(kind, key)
+        if oid is None:
+            raise DanglingStub(
+                f"Member {member.name!r} has no object with {kind} key "
+                f"{resolvers.get(kind).decode(key)!s}."
+            )
+        db = getattr(jar, "_db", None)
+        klass = db.classFactory(jar, module, name) if db is not None else None
         return jar, oid, klass
 
     # -- life cycle -------------------------------------------------------

@@ -49,3 +49,15 @@ class Annotated(SplitObject):
         unique={"path"},
         search=find_by_path,
     )
+
+
+class Person(Persistent):
+    """A record of a foreign member (an SQL row, a memory record)."""
+
+    def __init__(self, name: str, email: str | None = None, owner: Any = None) -> None:
+        self.name = name
+        self.email = email
+        self.owner = owner
+
+    def __repr__(self) -> str:
+        return f"<Person {getattr(self, 'name', '?')}>"

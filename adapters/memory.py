@@ -1,0 +1,171 @@
+"""The in-memory reference adapter: the adapter contract in its plainest form.
+
+Records live in a :class:`MemoryDatabase`, shared by every session made
+from it, so two managers see each other's commits.  It exists to document
+and test the contract (``tests/conformance.py`` runs against it first) and
+as a starting point for new adapters; it keeps nothing across processes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from federation import resolvers
+from federation.errors import FederationError, KeyNotFound
+
+Validator = Callable[[dict[str, Any]], str | None]
+
+
+class MemoryDatabase:
+    """Records of one class, by key; call it to open an adapter session.
+
+    ``validate(record)`` returns an error text for a record the "database"
+    rejects (like a column constraint), or None.
+    """
+
+    def __init__(self, name: str, klass: type, *, kind: str = "integer",
+                 ref_attributes: Iterable[str] = (), two_phase: bool = True,
+                 batch_size: int = 50, key_attribute: str | None = None,
+                 validate: Validator | None = None) -> None:
+        self.name = name
+        self.klass = klass
+        self.kind = kind
+        self.ref_attributes = frozenset(ref_attributes)
+        self.two_phase = two_phase
+        self.batch_size = batch_size
+        self.key_attribute = key_attribute
+        self.validate = validate
+        self.records: dict[Any, dict[str, Any]] = {}
+        self.prepared: dict[str, list[tuple[str, Any, dict[str, Any] | None]]] = {}
+        self.prepared_at: dict[str, float] = {}
+        self.round_trips = 0
+        self.lock = threading.Lock()
+        self._last_integer = 0
+
+    def __call__(self) -> MemoryAdapter:
+        return MemoryAdapter(self)
+
+    def insert(self, key: Any, record: dict[str, Any]) -> None:
+        """Put a record in directly, as another program would."""
+        with self.lock:
+            self.records[key] = dict(record)
+            if isinstance(key, int):
+                self._last_integer = max(self._last_integer, key)
+
+    def issue_integer(self) -> int:
+        with self.lock:
+            self._last_integer += 1
+            return self._last_integer
+
+
+class MemoryAdapter:
+    """One session on a :class:`MemoryDatabase`. See ``federation.interfaces.Adapter``."""
+
+    can_rename = False
+    can_range = False
+
+    def __init__(self, database: MemoryDatabase) -> None:
+        self.db = database
+        self.kind = database.kind
+        self.klass = database.klass
+        self.ref_attributes = database.ref_attributes
+        self.batch_size = database.batch_size
+        self.two_phase = database.two_phase
+        self._xid: str | None = None
+        self._ops: list[tuple[str, Any, dict[str, Any] | None]] = []
+
+    def load(self, key: Any) -> dict[str, Any]:
+        found = self.load_many([key])
+        if key not in found:
+            raise KeyNotFound(self.db.name, self.kind, key)
+        return found[key]
+
+    def load_many(self, keys: list[Any]) -> dict[Any, dict[str, Any]]:
+        with self.db.lock:
+            self.db.round_trips += 1
+            return {k: dict(self.db.records[k]) for k in keys if k in self.db.records}
+
+    def find(self, attribute: str, value: Any) -> list[Any]:
+        with self.db.lock:
+            self.db.round_trips += 1
+            return sorted(k for k, r in self.db.records.items() if r.get(attribute) == value)
+
+    def new_key(self, state: dict[str, Any]) -> Any:
+        if self.db.key_attribute is not None:
+            return resolvers.get(self.kind).coerce(state.get(self.db.key_attribute))
+        if self.kind == "integer":
+            return self.db.issue_integer()
+        return resolvers.get(self.kind).issue()
+
+    def begin(self, xid: str) -> None:
+        self._xid = xid
+        self._ops = []
+
+    def _check(self, key: Any, record: dict[str, Any]) -> None:
+        problem = self.db.validate(record) if self.db.validate is not None else None
+        if problem:
+            raise FederationError(
+                f"Member {self.db.name!r} rejects the record with key {key!s}: {problem}."
+            )
+
+    def create(self, key: Any, state: dict[str, Any]) -> None:
+        self._check(key, state)
+        if key in self.db.records:
+            raise FederationError(f"Member {self.db.name!r} already has a record {key!s}.")
+        self._ops.append(("create", key, dict(state)))
+
+    def store(self, key: Any, state: dict[str, Any]) -> None:
+        current = self.db.records.get(key)
+        if current is None:
+            raise KeyNotFound(self.db.name, self.kind, key)
+        self._check(key, {**current, **state})
+        self._ops.append(("store", key, dict(state)))
+
+    def delete(self, key: Any) -> None:
+        if key not in self.db.records:
+            raise KeyNotFound(self.db.name, self.kind, key)
+        self._ops.append(("delete", key, None))
+
+    def prepare(self) -> None:
+        with self.db.lock:
+            self.db.prepared[self._xid] = self._ops
+            self.db.prepared_at[self._xid] = time.monotonic()
+        self._ops = []
+
+    def commit(self) -> None:
+        with self.db.lock:
+            ops = self.db.prepared.pop(self._xid) if self.two_phase else self._ops
+            self._apply(ops)
+        self._ops = []
+
+    def _apply(self, ops: list[tuple[str, Any, dict[str, Any] | None]]) -> None:
+        for op, key, state in ops:
+            if op == "delete":
+                self.db.records.pop(key, None)
+            elif op == "create":
+                self.db.records[key] = dict(state)
+            else:
+                self.db.records[key] = {**self.db.records[key], **state}
+
+    def abort(self) -> None:
+        with self.db.lock:
+            if self._xid is not None:
+                self.db.prepared.pop(self._xid, None)
+        self._ops = []
+
+    def recover(self, older_than: float = 0.0) -> list[str]:
+        now = time.monotonic()
+        with self.db.lock:
+            return sorted(x for x in self.db.prepared if now - self.db.prepared_at[x] >= older_than)
+
+    def finish_prepared(self, xid: str, commit: bool) -> None:
+        with self.db.lock:
+            ops = self.db.prepared.pop(xid)
+            if commit:
+                self._apply(ops)
+
+    def close(self) -> None:
+        self._ops = []

@@ -1,0 +1,442 @@
+"""Foreign members: the generic jar that drives an adapter.
+
+A :class:`ForeignJar` is the ``_p_jar`` of the objects of a non-ZODB member
+(SQL rows, directory entries).  It keeps a pickle cache (one object per key,
+``_p_oid`` is the key's byte encoding), loads ghosts through the adapter,
+and takes part in the two-phase commit:
+
+- ghosts are loaded in batches: activating one ghost loads it and up to
+  ``batch_size - 1`` other ghosts of the member not yet loaded, in one
+  ``load_many`` round trip;
+- on commit the jar writes new, changed (only the changed attributes) and
+  deleted records, and in ``tpc_vote`` whatever other members placed in
+  it during their own commit;
+- an adapter with ``two_phase`` prepares in ``tpc_vote`` and commits in
+  ``tpc_finish``; its jar sorts *before* the ZODB members, so it finishes
+  first: if it cannot, nothing is finished anywhere, and the prepared
+  transaction it leaves is rolled back by recovery (presumed abort,
+  :meth:`ForeignMember.recover`);
+- an adapter without takes part as the *last resource*: its jar sorts after
+  every other and commits at the end of the vote, after everybody else
+  voted; a transaction that would need two such resources fails in
+  ``tpc_begin``, before anything is written;
+- foreign data has no invalidation feed: at each transaction boundary the
+  jar turns its objects back into ghosts, so a transaction sees what others
+  committed before it began.
+"""
+
+from __future__ import annotations
+
+import uuid as _uuid
+from typing import TYPE_CHECKING, Any
+
+from persistent import PickleCache
+
+from federation import resolvers
+from federation.connection import ObjectMissing
+from federation.errors import FederationError, ReadOnlyMember
+from federation.interfaces import Adapter
+from federation.ref import Ref
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from federation.manager import Manager
+
+#: ``Transaction.data`` key under which the one last resource of a transaction is kept.
+_LAST_RESOURCE = object()
+
+
+class ForeignMember:
+    """A member whose records an adapter reads and writes.
+
+    ``factory()`` returns a new :class:`~federation.interfaces.Adapter`
+    (one per jar, so that concurrent managers use separate connections).
+    """
+
+    def __init__(self, name: str, factory: Callable[[], Adapter], *,
+                 read_only: bool = False) -> None:
+        self.name = name
+        self.factory = factory
+        self.read_only = read_only
+        self.member_id = f"name:{name}"
+        self.error: BaseException | None = None
+        self.db = None
+        self._jars: list[ForeignJar] = []
+        probe = factory()
+        try:
+            if not isinstance(probe, Adapter):
+                raise FederationError(f"Member {name!r}: {probe!r} is not an adapter.")
+            self.kind = probe.kind
+            resolvers.get(self.kind)
+        finally:
+            probe.close()
+
+    available = True
+
+    def open_jar(self, transaction_manager: Any) -> ForeignJar:
+        """A new jar on a new adapter session, joined to ``transaction_manager``."""
+        jar = ForeignJar(self, self.factory())
+        jar.open(transaction_manager)
+        self._jars.append(jar)
+        return jar
+
+    def recover(self, older_than: float = 60.0) -> list[str]:
+        """Roll back transactions this member prepared and never finished (presumed abort).
+
+        A two-phase member finishes before the ZODB members, so a prepared
+        transaction left behind was never committed anywhere.  Only those
+        prepared more than ``older_than`` seconds ago are touched, so a
+        commit in progress elsewhere is left alone.  Returns their xids.
+        """
+        adapter = self.factory()
+        try:
+            xids = adapter.recover(older_than)
+            for xid in xids:
+                adapter.finish_prepared(xid, commit=False)
+            return xids
+        finally:
+            adapter.close()
+
+    def close(self) -> None:
+        """Close every adapter session of this member."""
+        for jar in self._jars:
+            jar.adapter.close()
+        self._jars.clear()
+
+
+class ForeignJar:
+    """The jar of a foreign member's objects (see the module docstring)."""
+
+    _zfed_manager: Manager | None = None
+
+    def __init__(self, member: ForeignMember, adapter: Adapter, cache_size: int = 10000) -> None:
+        self._zfed_member = member
+        self.adapter = adapter
+        self._kind = resolvers.get(member.kind)
+        self._cache = PickleCache(self, cache_size)
+        self._zfed_resolved: dict[bytes, Any] = {}
+        self.transaction_manager: Any = None
+        self.opened: bool | None = None
+        self._needs_to_join = True
+        self._unloaded: dict[bytes, Any] = {}     # ghosts not loaded yet: batch candidates
+        self._prefetched: dict[bytes, dict[str, Any]] = {}
+        self._loaded: dict[bytes, dict[str, Any]] = {}  # record as loaded, to diff on store
+        self._reset_transaction()
+        self.load_count = 0
+
+    def _reset_transaction(self) -> None:
+        self._registered: list[Any] = []
+        self._added: dict[bytes, Any] = {}
+        self._deleted: dict[bytes, Any] = {}
+        self._begun = False
+        self._written = 0
+
+    # -- life cycle ---------------------------------------------------------
+
+    def open(self, transaction_manager: Any, delegate: bool = False) -> None:
+        self.transaction_manager = transaction_manager
+        self.opened = True
+        transaction_manager.registerSynch(self)
+        self._refresh()
+
+    def close(self, primary: bool = False) -> None:
+        if self.transaction_manager is not None:
+            self.transaction_manager.unregisterSynch(self)
+        self.transaction_manager = None
+        self.opened = None
+
+    def root(self) -> Any:
+        raise FederationError(
+            f"Member {self._zfed_member.name!r} is a foreign member and has no root mapping; "
+            "use conn.get(), conn.lookup() or conn.jar(member).find()."
+        )
+
+    def sortKey(self) -> str:
+        # Two-phase foreign members finish first; the last resource votes last.
+        order = "\x00" if self.adapter.two_phase else "\uffff"
+        return f"{order}{self._zfed_member.name}:{id(self)}"
+
+    # -- objects and keys -----------------------------------------------------
+
+    def key_of(self, oid: bytes) -> Any:
+        """The key of the object with ``oid``."""
+        return self._kind.decode(oid)
+
+    def oid_for(self, kind: str, key: bytes) -> bytes:
+        """The oid of the object an encoded key of ``kind`` names."""
+        return key
+
+    def ghost(self, oid: bytes, klass: type | None = None) -> Any:
+        """The object with ``oid``, a ghost if not loaded; nothing is read."""
+        obj = self._cache.get(oid)
+        if obj is None:
+            cls = self.adapter.klass
+            obj = cls.__new__(cls)
+            self._cache.new_ghost(oid, obj)
+            self._unloaded[oid] = obj
+        return obj
+
+    def get(self, oid: bytes) -> Any:
+        """The object with ``oid``, loaded (``ObjectMissing`` if there is none)."""
+        obj = self.ghost(oid)
+        obj._p_activate()
+        return obj
+
+    def find(self, attribute: str, value: Any) -> list[Any]:
+        """The objects whose ``attribute`` equals ``value`` (ghosts, loaded in batches)."""
+        return [self.ghost(self._kind.encode(key)) for key in self.adapter.find(attribute, value)]
+
+    def add(self, obj: Any) -> None:
+        """Make the new object ``obj`` a record of this member, issuing its key."""
+        if obj._p_jar is self:
+            return
+        if obj._p_jar is not None:
+            raise FederationError(f"{obj!r} already belongs to another member.")
+        key = self._kind.coerce(self.adapter.new_key(self._record(obj)))
+        oid = self._kind.encode(key)
+        if self._cache.get(oid) is not None:
+            raise FederationError(
+                f"Member {self._zfed_member.name!r} already has a record with key {key!s}."
+            )
+        obj._p_oid = oid
+        obj._p_jar = self
+        self._cache[oid] = obj
+        self._added[oid] = obj
+        self.register(obj)
+
+    def delete(self, obj: Any) -> None:
+        """Delete the record of ``obj`` when the transaction commits."""
+        if obj._p_jar is not self:
+            raise FederationError(f"{obj!r} is not a record of member {self._zfed_member.name!r}.")
+        self._deleted[obj._p_oid] = obj
+        self.register(obj)
+
+    def _target_entry(self, obj: Any) -> tuple[bytes, tuple[str, str, str, bytes, str, str]]:
+        member = self._zfed_member
+        klass = type(obj)
+        entry = (member.member_id, member.name, member.kind, obj._p_oid,
+                 klass.__module__, klass.__name__)
+        return entry[0].encode() + b"\0" + member.kind.encode() + b"\0" + obj._p_oid, entry
+
+    def _implicitlyAdding(self, oid: bytes) -> bool:
+        return False
+
+    def stub_entries(self) -> list[Any]:
+        return []  # foreign members keep references as Ref values, not stubs
+
+    def _catalog(self) -> None:
+        return None
+
+    # -- IPersistentDataManager --------------------------------------------------
+
+    def setstate(self, obj: Any) -> None:
+        oid = obj._p_oid
+        state = self._prefetched.pop(oid, None)
+        if state is None:
+            self._prefetch(oid)
+            state = self._prefetched.pop(oid, None)
+        self._unloaded.pop(oid, None)
+        if state is None:
+            raise ObjectMissing(self._zfed_member.name, oid)
+        self._loaded[oid] = dict(state)
+        obj.__setstate__(self._objects(state))
+
+    def _prefetch(self, oid: bytes) -> None:
+        batch = [oid]
+        for other, ghost in list(self._unloaded.items()):
+            if len(batch) >= self.adapter.batch_size:
+                break
+            if other != oid and ghost._p_changed is None and other not in self._prefetched:
+                batch.append(other)
+        self.load_count += 1
+        states = self.adapter.load_many([self._kind.decode(o) for o in batch])
+        for key, state in states.items():
+            self._prefetched[self._kind.encode(key)] = state
+
+    def register(self, obj: Any) -> None:
+        if self._needs_to_join:
+            self.transaction_manager.get().join(self)
+            self._needs_to_join = False
+        if obj is not None:
+            self._registered.append(obj)
+
+    def readCurrent(self, obj: Any) -> None:
+        """No-op: foreign records have no serials to check."""
+
+    def oldstate(self, obj: Any, tid: bytes) -> Any:
+        raise FederationError(f"Member {self._zfed_member.name!r} keeps no history.")
+
+    # -- record <-> object state -----------------------------------------------
+
+    def _objects(self, record: dict[str, Any]) -> dict[str, Any]:
+        state = dict(record)
+        manager = self._zfed_manager
+        for name in self.adapter.ref_attributes:
+            text = state.get(name)
+            if text is not None:
+                state[name] = manager.get(Ref.parse(text))
+        return state
+
+    def _record(self, obj: Any) -> dict[str, Any]:
+        state = obj.__getstate__()
+        if not isinstance(state, dict):
+            raise FederationError(
+                f"{type(obj).__qualname__} objects keep no attribute dict; member "
+                f"{self._zfed_member.name!r} cannot store them."
+            )
+        record = dict(state)
+        manager = self._zfed_manager
+        for name in self.adapter.ref_attributes:
+            value = record.get(name)
+            if value is not None:
+                record[name] = str(manager.ref(value))
+        return record
+
+    # -- transaction ---------------------------------------------------------
+
+    def _check_writable(self) -> None:
+        if self._zfed_member.read_only and (self._registered or self._added or self._deleted):
+            raise ReadOnlyMember(
+                f"Member {self._zfed_member.name!r} is read-only, but its records were changed: "
+                f"{', '.join(repr(obj) for obj in self._registered[:3])}."
+            )
+
+    def tpc_begin(self, txn: Any) -> None:
+        self._check_writable()
+        if not self.adapter.two_phase:
+            try:
+                other = txn.data(_LAST_RESOURCE)
+            except KeyError:
+                txn.set_data(_LAST_RESOURCE, self)
+            else:
+                if other is not self:
+                    raise FederationError(
+                        f"Members {other._zfed_member.name!r} and {self._zfed_member.name!r} "
+                        "both lack two-phase commit; one transaction can change only one such "
+                        "member. Nothing was written."
+                    )
+        self.adapter.begin(f"zfed-{self._zfed_member.name}-{_uuid.uuid4().hex}")
+        self._begun = True
+
+    def commit(self, txn: Any) -> None:
+        self._write(0)
+
+    def _write(self, start: int) -> None:
+        """Write the registered objects from position ``start`` on."""
+        seen = {obj._p_oid for obj in self._registered[:start]}
+        for obj in self._registered[start:]:
+            oid = obj._p_oid
+            if oid in seen:
+                continue
+            seen.add(oid)
+            key = self._kind.decode(oid)
+            if oid in self._deleted:
+                if oid not in self._added:
+                    self.adapter.delete(key)
+            elif oid in self._added:
+                self.adapter.create(key, self._record(obj))
+            elif obj._p_changed:
+                record = self._record(obj)
+                loaded = self._loaded.get(oid, {})
+                changed = {k: v for k, v in record.items() if loaded.get(k, _MISSING) != v}
+                changed.update({k: None for k in loaded.keys() - record.keys()})
+                if changed:
+                    self.adapter.store(key, changed)
+        self._written = len(self._registered)
+
+    def tpc_vote(self, txn: Any) -> None:
+        if self._written < len(self._registered):
+            self._write(self._written)  # placed here by other members' commits
+        if self.adapter.two_phase:
+            self.adapter.prepare()
+        else:
+            self.adapter.commit()  # the last resource: everybody else has voted
+
+    def tpc_finish(self, txn: Any) -> None:
+        if self.adapter.two_phase:
+            self.adapter.commit()
+        for obj in self._registered:
+            if obj._p_oid in self._deleted:
+                self._cache.invalidate(obj._p_oid)
+            elif obj._p_changed:
+                obj._p_changed = False
+            self._loaded.pop(obj._p_oid, None)
+        self._end()
+
+    def tpc_abort(self, txn: Any) -> None:
+        if self._begun:
+            self.adapter.abort()
+        self.abort(txn)
+
+    def abort(self, txn: Any) -> None:
+        for obj in self._registered:
+            oid = obj._p_oid
+            if oid in self._added:
+                del self._cache[oid]
+                obj._p_changed = False
+                del obj._p_jar
+                del obj._p_oid
+            else:
+                self._cache.invalidate(oid)
+        self._end()
+
+    def _end(self) -> None:
+        self._reset_transaction()
+        self._needs_to_join = True
+
+    def savepoint(self) -> _Savepoint:
+        return _Savepoint(self)
+
+    # -- synchronizer ----------------------------------------------------------
+
+    def beforeCompletion(self, txn: Any) -> None:
+        manager = self._zfed_manager
+        if self._needs_to_join and manager is not None and manager._wants_late_join(self):
+            self.register(None)
+
+    def afterCompletion(self, txn: Any) -> None:
+        self._refresh()
+
+    def newTransaction(self, txn: Any, sync: bool = True) -> None:
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Forget what was read: the next transaction reads current records."""
+        self._prefetched.clear()
+        self._loaded.clear()
+        self._cache.invalidate(list(self._cache.cache_data))
+
+
+_MISSING = object()
+
+
+class _Savepoint:
+    """Restores the registered objects' states and the pending adds and deletes."""
+
+    def __init__(self, jar: ForeignJar) -> None:
+        self.jar = jar
+        self.registered = list(jar._registered)
+        self.added = dict(jar._added)
+        self.deleted = dict(jar._deleted)
+        self.states = {id(obj): (obj, dict(obj.__getstate__())) for obj in jar._registered}
+
+    def rollback(self) -> None:
+        jar = self.jar
+        for obj in jar._registered:
+            if id(obj) not in self.states:
+                if obj._p_oid in jar._added and obj._p_oid not in self.added:
+                    del jar._cache[obj._p_oid]
+                    obj._p_changed = False
+                    del obj._p_jar
+                    del obj._p_oid
+                else:
+                    jar._cache.invalidate(obj._p_oid)
+        for obj, state in self.states.values():
+            obj.__setstate__(dict(state))
+            obj._p_changed = True
+        jar._registered = list(self.registered)
+        jar._added = dict(self.added)
+        jar._deleted = dict(self.deleted)
+
+
