@@ -10,6 +10,8 @@ import transaction
 
 import federation
 
+pytest_plugins = ["tests.servers.fixtures"]
+
 
 @pytest.fixture
 def uris(tmp_path: Path) -> dict[str, str]:

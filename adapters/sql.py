@@ -1,0 +1,313 @@
+"""SQL members: a table (or view) mapped to a persistent class.
+
+SQLite (the standard library's ``sqlite3``) is the embedded default and
+takes part in transactions as the single last resource; PostgreSQL (through
+psycopg 3) takes part in the real two-phase commit with ``PREPARE
+TRANSACTION``.  All SQL is parameterised; table and column names are
+checked against ``[A-Za-z_][A-Za-z0-9_]*`` and quoted.
+
+::
+
+    people = federation.adapters.sql.sqlite(
+        "people", "people.sqlite",
+        Table("person", Person, key="id", columns={"name": "name", "email": "email"},
+              refs={"owner": "owner_ref"}))
+    fed = federation.open({"main": "file:///srv/main.fs", "people": people})
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+import uuid as _uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from federation import resolvers
+from federation.errors import ConfigurationError, FederationError, KeyNotFound, MemberUnavailable
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Table:
+    """How a table maps to a class.
+
+    ``columns`` maps attribute names to column names; ``refs`` maps
+    attributes that hold objects of other members to text columns keeping
+    their :class:`federation.Ref`.  ``key`` is the key column, of the
+    ``kind`` ``integer`` (issued by the database), ``uuid`` (issued here,
+    kept as text) or ``uid`` (taken from the attribute ``key_attribute``).
+    """
+
+    name: str
+    klass: type
+    key: str
+    columns: Mapping[str, str]
+    refs: Mapping[str, str] = field(default_factory=dict)
+    kind: str = "integer"
+    key_attribute: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in (self.name, self.key, *self.columns.values(), *self.refs.values()):
+            if not IDENTIFIER.fullmatch(name):
+                raise ConfigurationError(f"{name!r} is not a plain SQL identifier.")
+        if self.kind not in ("integer", "uuid", "uid"):
+            raise ConfigurationError(f"Table {self.name!r}: key kind {self.kind!r} is not "
+                                     "integer, uuid or uid.")
+        if self.kind == "uid" and self.key_attribute is None:
+            raise ConfigurationError(f"Table {self.name!r}: uid keys need a key_attribute.")
+
+    @property
+    def attribute_columns(self) -> dict[str, str]:
+        return {**self.columns, **self.refs}
+
+
+class SqlDatabase:
+    """A factory of :class:`SqlAdapter` sessions on one table."""
+
+    def __init__(self, member: str, table: Table, connect: Callable[[], Any], dialect: str,
+                 *, batch_size: int = 100) -> None:
+        self.member = member
+        self.table = table
+        self.connect = connect
+        self.dialect = dialect
+        self.batch_size = batch_size
+        self.last_key = 0
+
+    def __call__(self) -> SqlAdapter:
+        return SqlAdapter(self)
+
+
+def sqlite(member: str, path: str, table: Table, *, batch_size: int = 100) -> SqlDatabase:
+    """A SQLite member: ``path`` is the database file."""
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")  # readers do not wait for a writer
+        return conn
+    return SqlDatabase(member, table, connect, "sqlite", batch_size=batch_size)
+
+
+def postgresql(member: str, conninfo: str, table: Table, *, batch_size: int = 100) -> SqlDatabase:
+    """A PostgreSQL member: ``conninfo`` is a libpq connection string."""
+    import psycopg
+
+    def connect() -> Any:
+        return psycopg.connect(conninfo, autocommit=True)
+    return SqlDatabase(member, table, connect, "postgresql", batch_size=batch_size)
+
+
+class SqlAdapter:
+    """One session (one SQL connection) on a table. See ``federation.interfaces.Adapter``."""
+
+    can_rename = False
+    can_range = True
+
+    def __init__(self, database: SqlDatabase) -> None:
+        self.db = database
+        table = database.table
+        self.kind = table.kind
+        self.klass = table.klass
+        self.ref_attributes = frozenset(table.refs)
+        self.batch_size = database.batch_size
+        self.two_phase = database.dialect == "postgresql"
+        self._mark = "%s" if self.two_phase else "?"
+        self._conn = self._call(database.connect)
+        self._writer: Any = None
+        self._xid: str | None = None
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _call(self, function: Callable[..., Any], *args: Any, key: Any = None) -> Any:
+        """Run a driver call, turning driver errors into federation errors."""
+        try:
+            return function(*args)
+        except FederationError:
+            raise
+        except Exception as error:
+            if _is_connection_error(error):
+                raise MemberUnavailable(self.db.member, key, error) from error
+            if _is_data_error(error):
+                what = f"the record with key {key!s}" if key is not None else "a statement"
+                raise FederationError(
+                    f"Member {self.db.member!r} (table {self.db.table.name!r}) rejects {what}: "
+                    f"{error}."
+                ) from error
+            raise
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = (), *, key: Any = None,
+                 connection: Any = None) -> Any:
+        conn = connection if connection is not None else self._conn
+        return self._call(conn.execute, sql.replace("?", self._mark), params, key=key)
+
+    def _q(self, name: str) -> str:
+        return f'"{name}"'
+
+    def _to_db(self, key: Any) -> Any:
+        return str(key) if self.kind == "uuid" else key
+
+    def _from_db(self, value: Any) -> Any:
+        return resolvers.get(self.kind).coerce(value if not isinstance(value, _uuid.UUID)
+                                               else str(value))
+
+    def _columns(self, state: Mapping[str, Any], key: Any) -> dict[str, Any]:
+        columns = self.db.table.attribute_columns
+        unknown = sorted(set(state) - set(columns))
+        if unknown:
+            raise FederationError(
+                f"Member {self.db.member!r} (table {self.db.table.name!r}) has no column for "
+                f"attribute(s) {', '.join(unknown)} of the record with key {key!s}."
+            )
+        return {columns[name]: value for name, value in state.items()}
+
+    # -- reading ----------------------------------------------------------
+
+    def _select(self) -> str:
+        table = self.db.table
+        names = ", ".join(self._q(c) for c in (table.key, *table.attribute_columns.values()))
+        return f"SELECT {names} FROM {self._q(table.name)}"
+
+    def _state(self, row: tuple[Any, ...]) -> tuple[Any, dict[str, Any]]:
+        attributes = list(self.db.table.attribute_columns)
+        return self._from_db(row[0]), dict(zip(attributes, row[1:], strict=True))
+
+    def load(self, key: Any) -> dict[str, Any]:
+        found = self.load_many([key])
+        if key not in found:
+            raise KeyNotFound(self.db.member, self.kind, key)
+        return found[key]
+
+    def load_many(self, keys: list[Any]) -> dict[Any, dict[str, Any]]:
+        marks = ", ".join("?" for _ in keys)
+        sql = f"{self._select()} WHERE {self._q(self.db.table.key)} IN ({marks})"
+        rows = self._execute(sql, tuple(self._to_db(k) for k in keys)).fetchall()
+        return dict(self._state(row) for row in rows)
+
+    def find(self, attribute: str, value: Any) -> list[Any]:
+        column = self._columns({attribute: value}, None)
+        [(name, data)] = column.items()
+        table = self.db.table
+        sql = (f"SELECT {self._q(table.key)} FROM {self._q(table.name)} "
+               f"WHERE {self._q(name)} = ? ORDER BY {self._q(table.key)}")
+        return [self._from_db(row[0]) for row in self._execute(sql, (data,)).fetchall()]
+
+    def new_key(self, state: dict[str, Any]) -> Any:
+        table = self.db.table
+        if self.kind == "uuid":
+            return _uuid.uuid4()
+        if self.kind == "uid":
+            return state.get(table.key_attribute)
+        sql = f"SELECT max({self._q(table.key)}) FROM {self._q(table.name)}"
+        highest = self._execute(sql).fetchone()[0] or 0
+        self.db.last_key = max(self.db.last_key, highest) + 1
+        return self.db.last_key
+
+    # -- writing ----------------------------------------------------------
+
+    def begin(self, xid: str) -> None:
+        self._xid = xid
+        if self.two_phase:
+            self._writer = self._call(self.db.connect)
+            self._writer.autocommit = False
+            self._call(self._writer.tpc_begin, xid)
+        else:
+            self._writer = self._conn
+            self._execute("BEGIN IMMEDIATE")
+
+    def create(self, key: Any, state: dict[str, Any]) -> None:
+        columns = {self.db.table.key: self._to_db(key), **self._columns(state, key)}
+        names = ", ".join(self._q(c) for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {self._q(self.db.table.name)} ({names}) VALUES ({marks})"
+        self._execute(sql, tuple(columns.values()), key=key, connection=self._writer)
+
+    def store(self, key: Any, state: dict[str, Any]) -> None:
+        columns = self._columns(state, key)
+        assignments = ", ".join(f"{self._q(c)} = ?" for c in columns)
+        sql = (f"UPDATE {self._q(self.db.table.name)} SET {assignments} "
+               f"WHERE {self._q(self.db.table.key)} = ?")
+        cursor = self._execute(sql, (*columns.values(), self._to_db(key)), key=key,
+                               connection=self._writer)
+        if cursor.rowcount == 0:
+            raise KeyNotFound(self.db.member, self.kind, key)
+
+    def delete(self, key: Any) -> None:
+        sql = f"DELETE FROM {self._q(self.db.table.name)} WHERE {self._q(self.db.table.key)} = ?"
+        cursor = self._execute(sql, (self._to_db(key),), key=key, connection=self._writer)
+        if cursor.rowcount == 0:
+            raise KeyNotFound(self.db.member, self.kind, key)
+
+    def prepare(self) -> None:
+        self._call(self._writer.tpc_prepare)
+
+    def commit(self) -> None:
+        if self.two_phase:
+            self._call(self._writer.tpc_commit)
+            self._close_writer()
+        else:
+            self._execute("COMMIT")
+
+    def abort(self) -> None:
+        if not self.two_phase:
+            if self._conn.in_transaction:
+                self._execute("ROLLBACK")
+            return
+        try:
+            if self._writer is not None and not self._writer.closed:
+                self._call(self._writer.tpc_rollback)
+        except MemberUnavailable:
+            pass  # a prepared transaction stays on the server: recover() rolls it back
+        finally:
+            self._close_writer()
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+
+    def recover(self, older_than: float = 0.0) -> list[str]:
+        if not self.two_phase:
+            return []
+        writer = self._call(self.db.connect)
+        try:
+            writer.autocommit = False
+            now = time.time()
+            return sorted(
+                xid.gtrid for xid in self._call(writer.tpc_recover)
+                if xid.gtrid.startswith("zfed-")
+                and (xid.prepared is None or now - xid.prepared.timestamp() >= older_than)
+            )
+        finally:
+            writer.close()
+
+    def finish_prepared(self, xid: str, commit: bool) -> None:
+        writer = self._call(self.db.connect)
+        try:
+            writer.autocommit = False
+            self._call(writer.tpc_commit if commit else writer.tpc_rollback, xid)
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        self._close_writer()
+        self._conn.close()
+
+
+def _psycopg_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """psycopg's (connection errors, data errors), or empty tuples without psycopg."""
+    try:
+        import psycopg
+    except ImportError:  # SQLite only: psycopg is an optional dependency
+        return (), ()
+    return ((psycopg.OperationalError, psycopg.InterfaceError),
+            (psycopg.IntegrityError, psycopg.DataError, psycopg.ProgrammingError))
+
+
+def _is_connection_error(error: Exception) -> bool:
+    return isinstance(error, (ConnectionError, *_psycopg_errors()[0]))
+
+
+def _is_data_error(error: Exception) -> bool:
+    return isinstance(error, (sqlite3.Error, *_psycopg_errors()[1]))

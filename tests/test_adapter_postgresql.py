@@ -1,0 +1,113 @@
+"""The SQL adapter on a real PostgreSQL server: conformance, two-phase commit, crashes."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+import transaction
+
+import federation
+from federation.adapters import sql
+from tests.conformance import AdapterConformance, ForeignFixture
+from tests.models import Item, Person
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture
+def person_table(postgresql_server):
+    """A fresh person table (its own name) in the test server's database."""
+    name = f"person_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgresql_server.dsn, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE TABLE {name} (id BIGINT PRIMARY KEY, "
+            "name TEXT NOT NULL CHECK (length(name) > 0), email TEXT, owner_ref TEXT)"
+        )
+    table = sql.Table(name, Person, key="id", columns={"name": "name", "email": "email"},
+                      refs={"owner": "owner_ref"})
+    yield table
+    with psycopg.connect(postgresql_server.dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {name}")
+
+
+def _seeder(dsn: str, table: sql.Table):
+    def seed(key: int, record: dict) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                f"INSERT INTO {table.name} (id, name, email, owner_ref) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, email = EXCLUDED.email, "
+                "owner_ref = EXCLUDED.owner_ref",
+                (key, record["name"], record.get("email"), record.get("owner")),
+            )
+    return seed
+
+
+class TestPostgresql(AdapterConformance):
+    """PostgreSQL: a two-phase member."""
+
+    @pytest.fixture
+    def foreign(self, postgresql_server, person_table):
+        member = sql.postgresql("people", postgresql_server.dsn, person_table, batch_size=10)
+        return ForeignFixture(spec=member, seed=_seeder(postgresql_server.dsn, person_table),
+                              two_phase=True, batch_size=10, bad_record={"name": ""})
+
+
+def _prepared(dsn: str) -> list[str]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return [row[0] for row in conn.execute("SELECT gid FROM pg_prepared_xacts").fetchall()]
+
+
+def test_connection_lost_between_vote_and_finish(postgresql_server, person_table, tmp_path,
+                                                 monkeypatch):
+    """A connection killed after PREPARE: nothing is visible anywhere; recovery rolls it back."""
+    dsn = postgresql_server.dsn
+    _seeder(dsn, person_table)(1, {"name": "Ada", "email": "ada@example.org"})
+    members = {"main": (tmp_path / "main.fs").as_uri(),
+               "people": sql.postgresql("people", dsn, person_table)}
+    original = sql.SqlAdapter.commit
+
+    def dying_commit(adapter):
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (adapter._writer.info.backend_pid,))
+        return original(adapter)
+
+    with federation.open(members) as fed, fed.open() as conn:
+        conn.root("main")["page"] = Item("page")
+        transaction.commit()
+        size = conn.jar("main")._storage.getSize()
+
+        conn.get("people:integer:1").name = "Ada Lovelace"
+        conn.root("main")["page"].title = "changed"
+        monkeypatch.setattr(sql.SqlAdapter, "commit", dying_commit)
+        with pytest.raises(federation.MemberUnavailable, match="'people'"):
+            transaction.commit()
+        transaction.abort()
+        monkeypatch.setattr(sql.SqlAdapter, "commit", original)
+
+        assert conn.jar("main")._storage.getSize() == size  # main never finished
+        assert conn.root("main")["page"].title == "page"
+        assert conn.get("people:integer:1").name == "Ada"  # prepared, not visible
+        [left] = [gid for gid in _prepared(dsn) if gid.startswith("zfed-people-")]
+
+        assert fed.member("people").recover(older_than=0) == [left]
+        assert left not in _prepared(dsn)
+        transaction.begin()
+        assert conn.get("people:integer:1").name == "Ada"
+        transaction.abort()
+
+
+def test_server_connection_gone_is_member_unavailable(postgresql_server, person_table, tmp_path):
+    """A reading connection killed by the server raises MemberUnavailable naming the member."""
+    dsn = postgresql_server.dsn
+    _seeder(dsn, person_table)(1, {"name": "Ada"})
+    members = {"main": (tmp_path / "main.fs").as_uri(),
+               "people": sql.postgresql("people", dsn, person_table)}
+    with federation.open(members) as fed, fed.open() as conn:
+        jar = conn.jar("people")
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (jar.adapter._conn.info.backend_pid,))
+        with pytest.raises(federation.MemberUnavailable, match="'people'"):
+            conn.get("people:integer:1")
+        transaction.abort()

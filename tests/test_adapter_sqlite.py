@@ -1,0 +1,76 @@
+"""The SQL adapter on SQLite passes the conformance suite (as the last resource)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import transaction
+
+import federation
+from federation.adapters import sql
+from tests.conformance import AdapterConformance, ForeignFixture
+from tests.models import Person
+
+SCHEMA = """CREATE TABLE person (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL CHECK (length(name) > 0),
+    email TEXT,
+    owner_ref TEXT)"""
+
+TABLE = sql.Table("person", Person, key="id", columns={"name": "name", "email": "email"},
+                  refs={"owner": "owner_ref"})
+
+
+def make_member(directory: Path, name: str) -> tuple[sql.SqlDatabase, Path]:
+    """A SQLite member called ``name`` with an empty person table."""
+    path = directory / f"{name}.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(SCHEMA)
+    conn.close()
+    return sql.sqlite(name, str(path), TABLE, batch_size=10), path
+
+
+def seeder(path: Path):
+    """Write a person row directly, as another program would."""
+    def seed(key: int, record: dict) -> None:
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO person (id, name, email, owner_ref) VALUES (?, ?, ?, ?)",
+                (key, record["name"], record.get("email"), record.get("owner")),
+            )
+        conn.close()
+    return seed
+
+
+class TestSqlite(AdapterConformance):
+    """SQLite: the embedded default."""
+
+    @pytest.fixture
+    def foreign(self, tmp_path):
+        people, path = make_member(tmp_path, "people")
+        others, _ = make_member(tmp_path, "others")
+        return ForeignFixture(spec=people, seed=seeder(path), two_phase=False, batch_size=10,
+                              bad_record={"name": ""}, second_spec=others)
+
+
+def test_bad_table_configuration_is_refused():
+    """Identifiers that are not plain SQL names are refused before any SQL runs."""
+    with pytest.raises(federation.ConfigurationError, match="plain SQL identifier"):
+        sql.Table("person; DROP TABLE x", Person, key="id", columns={})
+    with pytest.raises(federation.ConfigurationError, match="uid keys need"):
+        sql.Table("person", Person, key="id", columns={}, kind="uid")
+
+
+def test_unknown_attribute_is_a_clear_error(tmp_path):
+    """Saving an attribute the table has no column for names the member and attribute."""
+    people, _ = make_member(tmp_path, "people")
+    members = {"main": (tmp_path / "main.fs").as_uri(), "people": people}
+    with federation.open(members) as fed, fed.open() as conn:
+        person = Person("Ada")
+        person.favourite_colour = "green"
+        conn.add(person, "people")
+        with pytest.raises(federation.FederationError, match=r"'people'.*favourite_colour"):
+            transaction.commit()
+        transaction.abort()
