@@ -4,11 +4,15 @@
 - ``people`` holds authors and names them by ``uuid``;
 - ``notes`` holds the reader's notes, which reference books and authors in
   the other two members through stub records, and the reader's ratings of
-  books: split objects whose title and author stay in ``library``.
+  books: split objects whose title and author stay in ``library``;
+- ``readers`` is a SQLite table: rows are ``Reader`` objects, notes
+  reference them through stubs, and each row's ``favourite`` column holds a
+  reference to a book.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +20,7 @@ import transaction
 from persistent import Persistent
 
 import federation
+from federation.adapters import sql
 from federation.split import Split, SplitObject
 
 BOOKS = [
@@ -40,12 +45,25 @@ class Book(Persistent):
         self.author = author
 
 
-class Note(Persistent):
-    """A reader's note, kept in ``notes``; ``about`` is a book in ``library``."""
+class Reader(Persistent):
+    """A row of the ``reader`` table of the SQLite member ``readers``."""
 
-    def __init__(self, text: str, about: Book) -> None:
+    def __init__(self, name: str, favourite: Book | None = None) -> None:
+        self.name = name
+        self.favourite = favourite
+
+
+class Note(Persistent):
+    """A reader's note, kept in ``notes``; ``about`` is a book, ``by`` a reader row."""
+
+    def __init__(self, text: str, about: Book, by: Reader) -> None:
         self.text = text
         self.about = about
+        self.by = by
+
+
+READERS = sql.Table("reader", Reader, key="id", columns={"name": "name"},
+                    refs={"favourite": "favourite"})
 
 
 def _book_by_title(root: object, attribute: str, value: str) -> Book | None:
@@ -60,11 +78,17 @@ class Rating(SplitObject):
 
 
 def member_uris(directory: Path) -> dict[str, object]:
-    """The demo's member configuration for FileStorage files in ``directory``."""
+    """The demo's members: three FileStorage files and a SQLite table in ``directory``."""
+    readers = directory / "readers.sqlite"
+    with sqlite3.connect(readers) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS reader "
+                   "(id INTEGER PRIMARY KEY, name TEXT NOT NULL, favourite TEXT)")
+    db.close()
     return {
         "library": (directory / "library.fs").resolve().as_uri(),
         "people": {"uri": (directory / "people.fs").resolve().as_uri(), "key": "uuid"},
         "notes": (directory / "notes.fs").resolve().as_uri(),
+        "readers": sql.sqlite("readers", str(readers.resolve()), READERS),
     }
 
 
@@ -82,8 +106,14 @@ def _populate(conn: federation.Manager) -> None:
         library[title] = Book(title, person)  # a reference from library into people
     transaction.commit()
     notes = conn.root("notes")
-    for number, title in enumerate(library, start=1):
-        notes[f"note-{number}"] = Note(f"Read '{title}' again.", library[title])
+    titles = list(library)
+    readers = [Reader("Grace", favourite=library[titles[0]]),
+               Reader("Edsger", favourite=library[titles[-1]])]
+    for reader in readers:
+        conn.add(reader, "readers")  # rows of the SQLite table, inserted on commit
+    for number, title in enumerate(titles, start=1):
+        by = readers[number % len(readers)]
+        notes[f"note-{number}"] = Note(f"Read '{title}' again.", library[title], by)
         conn.find(Rating, title=title).stars = number + 2  # an annotation, kept in notes
     transaction.commit()
 
@@ -113,6 +143,11 @@ def run(directory: Path, echo: Callable[[str], None] = print) -> None:
             note = conn.root("notes")[key]
             echo(f"  {conn.ref(note)!s:<58} Note {note.text!r}")
             echo(f"      about -> {conn.ref(note.about)} ({note.about.title})")
+            echo(f"      by    -> {conn.ref(note.by)} ({note.by.name})")
+        for name in ("Grace", "Edsger"):
+            [reader] = conn.jar("readers").find("name", name)
+            echo(f"  {conn.ref(reader)!s:<58} Reader {reader.name!r} (a SQLite row)")
+            echo(f"      favourite -> {conn.ref(reader.favourite)} ({reader.favourite.title})")
         echo("\nAnnotations on library books, kept in notes (split objects):")
         for rating in conn.split_records(Rating):
             echo(f"  {rating.title!r} by {rating.author.name}: {'*' * rating.stars}"

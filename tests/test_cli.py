@@ -14,7 +14,8 @@ def test_demo_runs_twice(tmp_path):
     assert first.exit_code == 0, first.output
     assert "Created the demo objects" in first.output
     assert "library:integer:" in first.output and "people:uuid:" in first.output
-    assert "notes: 3 stub(s)" in first.output
+    assert "notes: 5 stub(s)" in first.output
+    assert "Reader 'Grace' (a SQLite row)" in first.output
     second = runner.invoke(main, ["demo", str(tmp_path / "demo")])
     assert second.exit_code == 0, second.output
     assert "Reopened the databases of an earlier run" in second.output
@@ -39,7 +40,7 @@ def test_maintenance_commands(tmp_path):
     assert "3 uuids indexed" in reindex.output
     pack = runner.invoke(main, ["pack", str(config)])
     assert pack.exit_code == 0, pack.output
-    assert "notes: packed; 3 live stubs" in pack.output
+    assert "notes: packed; 5 live stubs" in pack.output
     unknown = runner.invoke(main, ["stubs", str(config), "nope"])
     assert unknown.exit_code == 1
     assert "no member named 'nope'" in unknown.output

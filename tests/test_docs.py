@@ -14,7 +14,9 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
-@pytest.mark.parametrize("page", ["quickstart.md", "operations.md", "split-objects.md"])
+@pytest.mark.parametrize(
+    "page", ["quickstart.md", "operations.md", "split-objects.md", "adapters.md"]
+)
 def test_docs_page_runs(page, monkeypatch, tmp_path):
     """Each Python block of the page runs, in order, in one module namespace."""
     monkeypatch.chdir(tmp_path)
