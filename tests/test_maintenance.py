@@ -11,6 +11,7 @@ from ZODB.FileStorage import FileStorage
 from ZODB.POSException import POSKeyError
 
 import federation
+from tests.helpers import page_and_note
 from tests.models import Item
 
 
@@ -27,10 +28,7 @@ def test_uuid_member_refs_and_lookup(uuid_fed):
     """Objects of a uuid member are referenced, got and looked up by their uuid."""
     conn = uuid_fed.open()
     try:
-        page = conn.root("main")["page"] = Item("page")
-        transaction.commit()
-        conn.root("notes")["note"] = Item("note", link=page)
-        transaction.commit()
+        page, _note = page_and_note(conn)
         ref = conn.ref(page)
         assert ref.kind == "uuid" and isinstance(ref.key, uuid.UUID)
         assert conn.ref(page) == ref  # stable
@@ -49,10 +47,7 @@ def test_uuid_member_refs_and_lookup(uuid_fed):
 def test_uuid_references_survive_export_and_import(uuid_fed, uris, tmp_path):
     """An object moved by export/import into a new database is still found by its referrers."""
     conn = uuid_fed.open()
-    page = conn.root("main")["page"] = Item("page")
-    transaction.commit()
-    conn.root("notes")["note"] = Item("note", link=page)
-    transaction.commit()
+    page, _note = page_and_note(conn)
     key = conn.ref(page).key
     export = tmp_path / "page.zexp"
     with export.open("wb") as stream:
@@ -82,10 +77,7 @@ def test_uuid_references_survive_export_and_import(uuid_fed, uris, tmp_path):
 
 def test_references_survive_zodbconvert(fed, conn, uris, tmp_path):
     """A member copied with copyTransactionsFrom (what zodbconvert does) keeps its references."""
-    page = conn.root("main")["page"] = Item("page")
-    transaction.commit()
-    conn.root("notes")["note"] = Item("note", link=page)
-    transaction.commit()
+    _page, _note = page_and_note(conn)
     conn.close()
     fed.close()
 

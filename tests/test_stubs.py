@@ -10,6 +10,7 @@ from ZODB.serialize import referencesf
 
 import federation
 from federation.catalog import CATALOG_ATTRIBUTE, Stub
+from tests.helpers import page_and_note
 from tests.models import Item
 
 
@@ -20,10 +21,7 @@ def _reopen(fed_uris: dict[str, str]) -> tuple[federation.Federation, federation
 
 def test_reference_round_trips_through_commit_and_reopen(fed, conn, uris):
     """A reference from one member to another reads back as the target object."""
-    page = conn.root("main")["page"] = Item("page")
-    transaction.commit()
-    conn.root("notes")["note"] = Item("note", link=page)
-    transaction.commit()
+    _page, _note = page_and_note(conn)
     conn.close()
     fed.close()
 
@@ -70,10 +68,7 @@ def test_one_stub_per_target_per_member(conn):
 
 def test_pickles_hold_only_plain_references(conn, fed):
     """A referrer's record holds an ordinary (oid, class) reference to a local stub."""
-    page = conn.root("main")["page"] = Item("page")
-    transaction.commit()
-    note = conn.root("notes")["note"] = Item("note", link=page)
-    transaction.commit()
+    _page, note = page_and_note(conn)
     storage = fed.member("notes").db.storage
     data, _ = storage.load(note._p_oid)
     [stub_oid] = referencesf(data)
@@ -85,10 +80,7 @@ def test_pickles_hold_only_plain_references(conn, fed):
 
 def test_members_open_with_plain_zodb(conn, fed, uris):
     """Every member stays a database that plain ZODB.DB opens and reads."""
-    page = conn.root("main")["page"] = Item("page")
-    transaction.commit()
-    conn.root("notes")["note"] = Item("note", link=page)
-    transaction.commit()
+    _page, _note = page_and_note(conn)
     conn.close()
     fed.close()
 
@@ -147,10 +139,7 @@ def test_thousands_of_new_references_into_three_members(fed, uris):
 
 def test_stub_index_keeps_oids_not_objects(conn):
     """The stub index maps targets to stub oids (bytes), so reading it substitutes nothing."""
-    page = conn.root("main")["page"] = Item("page")
-    transaction.commit()
-    conn.root("notes")["note"] = Item("note", link=page)
-    transaction.commit()
+    page, _note = page_and_note(conn)
     catalog = getattr(conn.root("notes"), CATALOG_ATTRIBUTE)
     [(target_key, stub_oid)] = list(catalog.stubs_by_target.items())
     assert isinstance(stub_oid, bytes) and len(stub_oid) == 8
@@ -199,10 +188,7 @@ def test_reference_to_a_new_object_explicitly_added(conn):
 
 def test_member_rename_keeps_references(fed, conn, uris):
     """References follow a member renamed in the configuration (stubs name member ids)."""
-    page = conn.root("main")["page"] = Item("page")
-    transaction.commit()
-    conn.root("notes")["note"] = Item("note", link=page)
-    transaction.commit()
+    _page, _note = page_and_note(conn)
     conn.close()
     fed.close()
 

@@ -14,6 +14,7 @@ import ZEO
 from ZEO.ClientStorage import ClientStorage
 
 import federation
+from tests.helpers import page_and_note
 from tests.models import Item
 
 pytestmark = pytest.mark.server
@@ -112,10 +113,7 @@ def test_member_unreachable_at_open(zeo, tmp_path):
     notes_uri = (tmp_path / "notes.fs").as_uri()
     fed = federation.open({"main": main_uri, "notes": notes_uri})
     conn = fed.open()
-    page = conn.root("main")["page"] = Item("page")
-    transaction.commit()
-    conn.root("notes")["note"] = Item("note", link=page)
-    transaction.commit()
+    page, _note = page_and_note(conn)
     key = conn.ref(page).key
     conn.close()
     fed.close()
