@@ -59,12 +59,12 @@ UNREACHABLE_ERRORS = (ClientDisconnected, ConnectionError, TimeoutError)
 class ObjectMissing(DanglingStub, POSKeyError):
     """An object that a reference names is not in its member's database."""
 
-    def __init__(self, member: str, oid: bytes) -> None:
+    def __init__(self, member: str, oid: bytes, key: Any = None) -> None:
         self.member = member
         self.oid = oid
+        what = f"key {key!s}" if key is not None else f"oid {u64(oid)} (0x{u64(oid):x})"
         super().__init__(
-            f"Member {member!r} has no object with oid {u64(oid)} (0x{u64(oid):x}); "
-            "the reference to it is dangling."
+            f"Member {member!r} has no object with {what}; the reference to it is dangling."
         )
 
 

@@ -238,7 +238,7 @@ class ForeignJar:
             state = self._prefetched.pop(oid, None)
         self._unloaded.pop(oid, None)
         if state is None:
-            raise ObjectMissing(self._zfed_member.name, oid)
+            raise ObjectMissing(self._zfed_member.name, oid, self._kind.decode(oid))
         self._loaded[oid] = dict(state)
         obj.__setstate__(self._objects(state))
 

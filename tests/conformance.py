@@ -148,6 +148,23 @@ class AdapterConformance:
             assert [s.target for s in conn.stubs("main")] == [conn.ref(ada)]
             transaction.abort()
 
+    def test_row_gone_and_wrong_kind_are_clear_errors(self, foreign, fed):
+        """A referenced record deleted elsewhere, or a key of the wrong kind, is a clear error."""
+        foreign.seed(1, self._record("Ada"))
+        foreign.seed(2, self._record("Bob"))
+        with fed.open() as conn:
+            conn.root("main")["link"] = Item("link", link=conn.get("people:integer:2"))
+            transaction.commit()
+            with fed.open(transaction.TransactionManager()) as other:
+                other.delete(other.get("people:integer:2"))
+                other.transaction_manager.commit()
+            conn.sync()
+            with pytest.raises(federation.DanglingStub, match=r"'people'.*key 2"):
+                conn.root("main")["link"].link.name  # noqa: B018 - touching it is the test
+            with pytest.raises(federation.InvalidKey, match="integer"):
+                conn.get(f"people:uuid:{'0' * 32}")
+            transaction.abort()
+
     def test_find_treats_values_as_data(self, foreign, conn):
         """find() matches values exactly; query syntax in a value is data."""
         foreign.seed(1, self._record("*)(uid=*"))
