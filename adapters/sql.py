@@ -84,9 +84,8 @@ class SqlDatabase:
 def sqlite(member: str, path: str, table: Table, *, batch_size: int = 100) -> SqlDatabase:
     """A SQLite member: ``path`` is the database file."""
     def connect() -> sqlite3.Connection:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")  # readers do not wait for a writer
-        return conn
+        # No PRAGMA here: a read-only member's file must stay untouched byte for byte.
+        return sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     return SqlDatabase(member, table, connect, "sqlite", batch_size=batch_size)
 
 

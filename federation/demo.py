@@ -66,8 +66,8 @@ READERS = sql.Table("reader", Reader, key="id", columns={"name": "name"},
                     refs={"favourite": "favourite"})
 
 
-def _book_by_title(root: object, attribute: str, value: str) -> Book | None:
-    return root.get(value)  # library's root keeps books by title
+def _book_by_title(jar: object, attribute: str, value: str) -> Book | None:
+    return jar.root().get(value)  # library's root keeps books by title
 
 
 class Rating(SplitObject):

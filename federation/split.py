@@ -9,7 +9,7 @@ says which is which, in one place::
     class Page(SplitObject):
         __split__ = Split(primary="shared", secondary="local", key="integer",
                           primary_attributes={"title", "body"}, unique={"path"},
-                          search=find_page_by_path)
+                          search=find_page_by_path)   # (primary_jar, attribute, value)
 
 Plain attribute access reads and writes both parts.  The object's jar is the
 secondary member's connection: changed secondary attributes are saved in
@@ -29,7 +29,8 @@ transaction, whichever way it was found):
    object must exist, and a copied unique value that went stale is
    re-indexed and the lookup goes on;
 3. the primary member: by key, or for a unique attribute through the
-   class's ``search(primary_root, attribute, value)``; the primary object
+   class's ``search(primary_jar, attribute, value)`` (for a foreign
+   primary, by default, its adapter's ``find``); the primary object
    found is matched back to the secondary index, else a new split object
    without secondary record is made;
 4. else :class:`federation.KeyNotFound`.
@@ -218,11 +219,19 @@ class SplitResolver:
             return self._remember(cls, obj)
         if obj is not None:  # a stale copy: index the current value, look further
             self._reindex(obj, attribute, value)
-        if spec.search is not None:
-            primary = spec.search(self._manager.root(spec.primary), attribute, value)
-            if primary is not None:
-                return self.by_key(cls, primary)
+        primary = self._search(spec, attribute, value)
+        if primary is not None:
+            return self.by_key(cls, primary)
         raise KeyNotFound(spec.secondary, f"{cls.__qualname__}.{attribute}", value)
+
+    def _search(self, spec: Split, attribute: str, value: Any) -> Any:
+        """The primary object whose ``attribute`` is ``value``, found by class or adapter."""
+        jar = self._manager.jar(spec.primary)
+        if spec.search is not None:
+            return spec.search(jar, attribute, value)
+        find = getattr(jar, "find", None)  # foreign members search through their adapter
+        found = find(attribute, value) if find is not None else []
+        return found[0] if found else None
 
     def _remember(self, cls: type, obj: SplitObject) -> SplitObject:
         _member_id, _name, kind, key, _module, _class = obj.__dict__[ENTRY]

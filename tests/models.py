@@ -32,10 +32,10 @@ class Folder(PersistentMapping):
     """A mapping of items."""
 
 
-def find_by_path(root: Any, attribute: str, value: Any) -> Any:
+def find_by_path(jar: Any, attribute: str, value: Any) -> Any:
     """Search the primary member of Annotated: pages are kept by path in root["pages"]."""
     assert attribute == "path"
-    return root["pages"].get(value)
+    return jar.root()["pages"].get(value)
 
 
 class Annotated(SplitObject):
@@ -61,3 +61,14 @@ class Person(Persistent):
 
     def __repr__(self) -> str:
         return f"<Person {getattr(self, 'name', '?')}>"
+
+
+class Row(Persistent):
+    """A row of a SQL table that split objects use as their primary."""
+
+
+class AnnotatedRow(SplitObject):
+    """A row of the SQL member 'shared', with the local ZODB member's annotations."""
+
+    __split__ = Split(primary="shared", secondary="local", key="integer",
+                      primary_attributes={"title", "path"}, unique={"path"})

@@ -96,9 +96,9 @@ def test_unique_lookups_go_through_the_secondary_index(split_uris, monkeypatch):
 
     calls = []
 
-    def counting_search(root, attribute, value):
+    def counting_search(jar, attribute, value):
         calls.append(value)
-        return models.find_by_path(root, attribute, value)
+        return models.find_by_path(jar, attribute, value)
 
     spec = dataclasses.replace(Annotated.__split__, search=counting_search)
     monkeypatch.setattr(Annotated, "__split__", spec)
