@@ -26,6 +26,7 @@ import uuid as _uuid
 from typing import TYPE_CHECKING, Any
 
 from persistent import Persistent
+from persistent.wref import WeakRef
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.Connection import Connection, TransactionMetaData
 from ZODB.POSException import ConflictError, POSKeyError, ReadOnlyHistoryError
@@ -39,6 +40,8 @@ from federation.catalog import (
     Catalog,
     Index,
     Stub,
+    decode_entry,
+    encode_entry,
     target_key,
 )
 from federation.errors import (
@@ -102,6 +105,8 @@ class FederatedWriter(ObjectWriter):
     """An ``ObjectWriter`` that writes references to other members as stubs."""
 
     def persistent_id(self, obj: Any) -> Any:
+        if not isinstance(obj, (Persistent, type, WeakRef, Unreachable)):
+            return None  # most of a pickle: plain data, as in ZODB's own first test
         if isinstance(obj, Persistent):
             jar = obj._p_jar
             own = self._jar
@@ -296,7 +301,7 @@ class FederatedConnection(Connection):
         catalog = self._catalog()
         for tkey, (stub_oid, entry) in self._zfed_new_stubs.items():
             catalog.stubs_by_target[tkey] = stub_oid
-            catalog.stubs_by_oid[stub_oid] = entry
+            catalog.stubs_by_oid[stub_oid] = encode_entry(entry)
         for value, oid in self._zfed_new_uuids.items():
             catalog.uuids[value] = oid
         for (index, key), value in self._zfed_index_ops.items():
@@ -445,7 +450,8 @@ class FederatedConnection(Connection):
 
     def _load_stub_entry(self, stub_oid: bytes) -> Any:
         catalog = self._catalog()
-        entry = catalog.stubs_by_oid.get(stub_oid) if catalog is not None else None
+        stored = catalog.stubs_by_oid.get(stub_oid) if catalog is not None else None
+        entry = decode_entry(stored) if stored is not None else None
         if entry is None:
             entry = self._zfed_new_stubs_by_oid().get(stub_oid)
         if entry is None:
@@ -483,4 +489,6 @@ class FederatedConnection(Connection):
     def stub_entries(self) -> list[tuple[bytes, tuple[str, str, str, bytes, str, str]]]:
         """``(stub oid, entry)`` for every stub recorded in this member."""
         catalog = self._catalog()
-        return list(catalog.stubs_by_oid.items()) if catalog is not None else []
+        if catalog is None:
+            return []
+        return [(oid, decode_entry(data)) for oid, data in catalog.stubs_by_oid.items()]

@@ -17,7 +17,7 @@ from ZODB.POSException import POSKeyError
 from ZODB.serialize import referencesf
 from ZODB.utils import z64
 
-from federation.catalog import UUID_ATTRIBUTE, Index, target_key
+from federation.catalog import UUID_ATTRIBUTE, Index, encode_entry, target_key
 from federation.errors import DanglingStub, MemberUnavailable, ReadOnlyMember
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def reindex(manager: Manager, member: str) -> ReindexReport:
             state = reader.getState(record)
             entry = tuple(state[name] for name in (
                 "member_id", "member_name", "kind", "key", "module", "name"))
-            by_oid[oid] = entry
+            by_oid[oid] = encode_entry(entry)
             tkey = target_key(entry[0], entry[2], entry[3])
             if tkey in by_target:
                 duplicates += 1
