@@ -50,9 +50,11 @@ Stub records
 ------------
 A :class:`Stub` is stored in the *referencing* member, once per target
 (exactly one per referencing member, target member and key).  Its state is
-a dict with ``member_id``, ``member_name``, ``kind``, ``key`` (encoded key bytes),
-``module`` and ``name`` (the target's class, so a ghost of the target can be
-made without loading it).  Referrers point at the stub with a plain
+its entry in the :func:`encode_entry` form: the target member's id and name,
+the key kind, the encoded key, and the target's class (module and name, so
+a ghost of the target can be made without loading it); its attributes
+``member_id``, ``member_name``, ``kind``, ``key``, ``module`` and ``name``
+spell it out.  Referrers point at the stub with a plain
 ``(stub oid, federation.catalog.Stub)`` reference; the federation's reader
 recognises the class and substitutes the target.  Stubs that no referrer
 reaches any more are removed by an ordinary pack; their index entries are
@@ -136,6 +138,13 @@ class Stub(Persistent):
     def entry(self) -> Entry:
         """The stub's entry (``Catalog.stubs_by_oid`` keeps it encoded)."""
         return (self.member_id, self.member_name, self.kind, self.key, self.module, self.name)
+
+    def __getstate__(self) -> bytes:
+        return encode_entry(self.entry())
+
+    def __setstate__(self, state: bytes) -> None:
+        names = ("member_id", "member_name", "kind", "key", "module", "name")
+        self.__dict__.update(zip(names, decode_entry(state), strict=True))
 
     def __repr__(self) -> str:
         return f"<Stub {self.member_id}:{self.kind}:{self.key.hex()} {self.module}.{self.name}>"

@@ -17,7 +17,7 @@ from ZODB.POSException import POSKeyError
 from ZODB.serialize import referencesf
 from ZODB.utils import z64
 
-from federation.catalog import UUID_ATTRIBUTE, Index, encode_entry, target_key
+from federation.catalog import UUID_ATTRIBUTE, Index, decode_entry, target_key
 from federation.errors import DanglingStub, MemberUnavailable, ReadOnlyMember
 
 if TYPE_CHECKING:
@@ -74,10 +74,9 @@ def reindex(manager: Manager, member: str) -> ReindexReport:
     duplicates = 0
     for oid, record in walk(jar):
         if reader.getClassName(record) == STUB_CLASS:
-            state = reader.getState(record)
-            entry = tuple(state[name] for name in (
-                "member_id", "member_name", "kind", "key", "module", "name"))
-            by_oid[oid] = encode_entry(entry)
+            state = reader.getState(record)  # the encoded entry
+            entry = decode_entry(state)
+            by_oid[oid] = state
             tkey = target_key(entry[0], entry[2], entry[3])
             if tkey in by_target:
                 duplicates += 1
