@@ -27,6 +27,8 @@ READY_ATTEMPTS = 400
 READY_SECONDS = 30.0
 #: Seconds to wait on the server process between two readiness probes.
 PROBE_INTERVAL = 0.05
+#: Seconds one readiness probe may take (a foreign listener on the port may never answer).
+PROBE_TIMEOUT = 2.0
 #: How many fresh ports to try when another process takes the one picked.
 PORT_ATTEMPTS = 5
 
@@ -87,7 +89,9 @@ def wait_ready(
     """
     deadline = time.monotonic() + READY_SECONDS
     for _ in range(READY_ATTEMPTS):
-        if probe():
+        # Polling the process after the probe too keeps a foreign server that
+        # answered on our port from passing for ours once ours has exited.
+        if process.poll() is None and probe() and process.poll() is None:
             return
         try:
             code = process.wait(timeout=PROBE_INTERVAL)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tests.servers import (
     PORT_ATTEMPTS,
+    PROBE_TIMEOUT,
     PortTaken,
     ServerError,
     free_port,
@@ -190,9 +191,12 @@ def _start(bin_dir: Path, prefix: list[str], root: Path) -> PostgresServer:
 
 def _is_ready(bin_dir: Path, port: int) -> bool:
     """Whether `pg_isready` says the server accepts connections."""
-    result = subprocess.run(
-        [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port),
-         "-U", SUPERUSER, "-d", "postgres", "-t", "2"],
-        capture_output=True, check=False,
-    )
+    try:
+        result = subprocess.run(
+            [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port),
+             "-U", SUPERUSER, "-d", "postgres", "-t", "1"],
+            capture_output=True, check=False, timeout=PROBE_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        return False
     return result.returncode == 0

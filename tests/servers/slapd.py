@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tests.servers import (
     PORT_ATTEMPTS,
+    PROBE_TIMEOUT,
     PortTaken,
     ServerError,
     free_port,
@@ -162,9 +163,10 @@ def _start(root: Path) -> SlapdServer:
         port = free_port()
         uri = f"ldap://127.0.0.1:{port}/"
         with log.open("wb") as out:
-            # Any -d keeps slapd in the foreground, so this process is slapd itself.
+            # Any -d keeps slapd in the foreground, so this process is slapd itself;
+            # "none" logs no debug output yet still writes errors (a taken port) to stderr.
             process = subprocess.Popen(
-                [str(SLAPD), "-f", str(conf), "-h", uri, "-d", "0"],
+                [str(SLAPD), "-f", str(conf), "-h", uri, "-d", "none"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         server = SlapdServer("127.0.0.1", port, BASE_DN, ADMIN_DN, ADMIN_PASSWORD, process)
@@ -181,9 +183,13 @@ def _start(root: Path) -> SlapdServer:
 
 def _is_ready(uri: str) -> bool:
     """Whether a simple bind as the admin succeeds (`ldapwhoami`)."""
-    result = subprocess.run(
-        ["ldapwhoami", "-x", "-H", uri, "-D", ADMIN_DN, "-w", ADMIN_PASSWORD,
-         "-o", "nettimeout=2"],
-        capture_output=True, check=False, env={**os.environ, "LDAPNOINIT": "1"},
-    )
+    try:
+        result = subprocess.run(
+            ["ldapwhoami", "-x", "-H", uri, "-D", ADMIN_DN, "-w", ADMIN_PASSWORD,
+             "-o", "nettimeout=1"],
+            capture_output=True, check=False, env={**os.environ, "LDAPNOINIT": "1"},
+            timeout=PROBE_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        return False
     return result.returncode == 0
