@@ -27,9 +27,11 @@ def zeo(tmp_path):
     """Start ZEO servers on free loopback ports; returns a function name -> (uri, stop)."""
     running = {}
 
-    def start(name: str) -> tuple[str, object]:
+    def start(name: str, *, own_process: bool = False) -> tuple[str, object]:
+        # A server in its own process closes its clients' sockets when it stops,
+        # as a real server going away does; an in-process one may not.
         (host, port), stop_server = ZEO.server(
-            path=str(tmp_path / f"{name}.fs"), port=("127.0.0.1", 0)
+            path=str(tmp_path / f"{name}.fs"), port=("127.0.0.1", 0), threaded=not own_process
         )
         running[name] = stop_server
 
@@ -141,7 +143,7 @@ def test_member_unreachable_at_open(zeo, tmp_path):
 
 def test_server_going_away_mid_session(zeo):
     """A member whose server stops while open raises MemberUnavailable, a transient error."""
-    main_uri, stop = zeo("main")
+    main_uri, stop = zeo("main", own_process=True)
     notes_uri, _ = zeo("notes")
     uris = {"main": main_uri, "notes": notes_uri}
     with federation.open(uris) as writer_fed, writer_fed.open() as writer:
