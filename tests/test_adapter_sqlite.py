@@ -11,7 +11,7 @@ import transaction
 import federation
 from federation.adapters import sql
 from tests.conformance import AdapterConformance, ForeignFixture
-from tests.models import Person
+from tests.models import Item, Person
 
 SCHEMA = """CREATE TABLE person (
     id INTEGER PRIMARY KEY,
@@ -73,4 +73,34 @@ def test_unknown_attribute_is_a_clear_error(tmp_path):
         conn.add(person, "people")
         with pytest.raises(federation.FederationError, match=r"'people'.*favourite_colour"):
             transaction.commit()
+        transaction.abort()
+
+
+@pytest.mark.parametrize(
+    ("kind", "column_type", "key_attribute"),
+    [("uuid", "TEXT", None), ("uid", "TEXT", "login")],
+)
+def test_uuid_and_uid_keys(tmp_path, kind, column_type, key_attribute):
+    """Tables keyed by uuid (issued here) or uid (an attribute) work through commit and reopen."""
+    path = tmp_path / "accounts.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE account (key {column_type} PRIMARY KEY, name TEXT, login TEXT)")
+    db.close()
+    table = sql.Table("account", Person, key="key", columns={"name": "name", "login": "login"},
+                      kind=kind, key_attribute=key_attribute)
+    members = {"main": (tmp_path / "main.fs").as_uri(),
+               "accounts": sql.sqlite("accounts", str(path), table)}
+    with federation.open(members) as fed, fed.open() as conn:
+        person = Person.__new__(Person)
+        person.name, person.login = "Grace", "ghopper"
+        conn.add(person, "accounts")
+        conn.root("main")["grace"] = Item("grace", link=person)
+        ref = conn.ref(person)
+        transaction.commit()
+        assert ref.kind == kind
+        if kind == "uid":
+            assert ref.key == "ghopper"
+    with federation.open(members) as fed, fed.open() as conn:
+        assert conn.root("main")["grace"].link is conn.get(ref)
+        assert conn.get(str(ref)).name == "Grace"
         transaction.abort()
