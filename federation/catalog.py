@@ -106,7 +106,7 @@ class Index(OOBTree):
     """
 
     max_leaf_size = 120
-    max_internal_size = 250
+    max_internal_size = 64  # loading an internal node makes a ghost per child
 
 
 class Catalog(Persistent):

@@ -161,7 +161,6 @@ class FederatedConnection(Connection):
         self._zfed_member = db.federation_member
         # Committed knowledge, kept across transactions (stubs are immutable).
         self._zfed_stub_of_target: dict[bytes, bytes] = {}
-        self._zfed_entry_of_stub: dict[bytes, tuple[Any, ...]] = {}
         self._zfed_oid_of_uuid: dict[bytes, bytes] = {}
         self._zfed_catalog_obj: Catalog | None = None
         # Stub oid -> (connection, oid, class), valid while one manager holds this connection.
@@ -173,7 +172,6 @@ class FederatedConnection(Connection):
     def _zfed_forget(self) -> None:
         """Drop what this connection learned from the indexes (they were rebuilt)."""
         self._zfed_stub_of_target.clear()
-        self._zfed_entry_of_stub.clear()
         self._zfed_oid_of_uuid.clear()
         self._zfed_resolved.clear()
 
@@ -391,9 +389,8 @@ class FederatedConnection(Connection):
             super().tpc_finish(transaction)
         else:
             self._tpc_cleanup()
-        for tkey, (stub_oid, entry) in self._zfed_new_stubs.items():
+        for tkey, (stub_oid, _entry) in self._zfed_new_stubs.items():
             self._zfed_stub_of_target[tkey] = stub_oid
-            self._zfed_entry_of_stub[stub_oid] = entry
         self._zfed_oid_of_uuid.update(self._zfed_new_uuids)
         self._zfed_reset_pending()
 
@@ -430,45 +427,41 @@ class FederatedConnection(Connection):
         """The target of the stub ``stub_oid`` (a ghost, or an ``Unreachable``)."""
         resolved = self._zfed_resolved.get(stub_oid)
         if resolved is None:
-            entry = self._zfed_entry_of_stub.get(stub_oid)
-            if entry is None:
-                entry = self._load_stub_entry(stub_oid)
-                if isinstance(entry, Unreachable):
-                    return entry
+            data = self._stub_entry_data(stub_oid)
+            if isinstance(data, Unreachable):
+                return data
             manager = self._zfed_manager
             try:
                 if manager is None:
                     raise MemberUnavailable(
-                        entry[0], cause=FederationError("the connection is not in a federation")
+                        decode_entry(data)[1],
+                        cause=FederationError("the connection is not in a federation"),
                     )
-                resolved = manager._resolve_entry(*entry)
+                resolved = manager._resolve_stub_data(data)
             except (MemberUnavailable, DanglingStub) as error:
                 return Unreachable(stub_oid, error)
             self._zfed_resolved[stub_oid] = resolved
         jar, oid, klass = resolved
         return jar.ghost(oid, klass)
 
-    def _load_stub_entry(self, stub_oid: bytes) -> Any:
+    def _stub_entry_data(self, stub_oid: bytes) -> bytes | Unreachable:
+        """The encoded entry of a stub: from the index, this transaction, or the record."""
         catalog = self._catalog()
-        stored = catalog.stubs_by_oid.get(stub_oid) if catalog is not None else None
-        entry = decode_entry(stored) if stored is not None else None
-        if entry is None:
-            entry = self._zfed_new_stubs_by_oid().get(stub_oid)
-        if entry is None:
-            try:
-                stub = self.get(stub_oid)
-                stub._p_activate()
-            except POSKeyError:
-                return Unreachable(stub_oid, DanglingStub(
-                    f"Member {self._zfed_member.name!r} has no stub record with oid "
-                    f"{u64(stub_oid)}; the reference to it is dangling."
-                ))
-            entry = stub.entry()
-        self._zfed_entry_of_stub[stub_oid] = entry
-        return entry
-
-    def _zfed_new_stubs_by_oid(self) -> dict[bytes, tuple[Any, ...]]:
-        return {oid: entry for oid, entry in self._zfed_new_stubs.values()}
+        data = catalog.stubs_by_oid.get(stub_oid) if catalog is not None else None
+        if data is not None:
+            return data
+        for oid, entry in self._zfed_new_stubs.values():
+            if oid == stub_oid:
+                return encode_entry(entry)
+        try:
+            stub = self.get(stub_oid)
+            stub._p_activate()
+        except POSKeyError:
+            return Unreachable(stub_oid, DanglingStub(
+                f"Member {self._zfed_member.name!r} has no stub record with oid "
+                f"{u64(stub_oid)}; the reference to it is dangling."
+            ))
+        return encode_entry(stub.entry())
 
     def ghost(self, oid: bytes, klass: type) -> Any:
         """A ghost of this member's object ``oid`` of class ``klass``, without loading it."""

@@ -244,7 +244,7 @@ class ForeignJar:
 
     def _prefetch(self, oid: bytes) -> None:
         batch = [oid]
-        for other, ghost in list(self._unloaded.items()):
+        for other, ghost in self._unloaded.items():
             if len(batch) >= self.adapter.batch_size:
                 break
             if other != oid and ghost._p_changed is None and other not in self._prefetched:

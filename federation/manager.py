@@ -11,7 +11,7 @@ from ZODB.POSException import POSKeyError
 from ZODB.utils import u64
 
 from federation import maintenance, resolvers, split
-from federation.catalog import UUID_ATTRIBUTE
+from federation.catalog import UUID_ATTRIBUTE, decode_entry
 from federation.connection import FederatedConnection
 from federation.errors import (
     AmbiguousPlacement,
@@ -63,6 +63,7 @@ class Manager:
         self._jars = jars
         self._closed = False
         self._splits = split.SplitResolver(self)
+        self._stub_prefixes: dict[bytes, tuple[Any, str, type | None]] = {}
         for jar in jars.values():
             jar._zfed_manager = self
             jar._zfed_resolved = {}
@@ -272,6 +273,28 @@ class Manager:
         ):
             return False
         return any(not other._needs_to_join for other in self._jars.values())
+
+    def _resolve_stub_data(self, data: bytes) -> tuple[Any, bytes, type | None]:
+        """The connection, oid and class of the target an encoded stub entry names.
+
+        Stubs of one target member and class share everything but the key: that
+        part is resolved once per manager.
+        """
+        key = data.split(b"\0", 5)[5]
+        prefix = data[: len(data) - len(key)]
+        target = self._stub_prefixes.get(prefix)
+        if target is None:
+            entry = decode_entry(data)
+            jar, _oid, klass = self._resolve_entry(*entry)
+            target = self._stub_prefixes[prefix] = (jar, entry[2], klass)
+        jar, kind, klass = target
+        oid = key if kind != "uuid" else jar.oid_for(kind, key)
+        if oid is None:
+            raise DanglingStub(
+                f"Member {jar._zfed_member.name!r} has no object with uuid "
+                f"{_uuid.UUID(bytes=key)}."
+            )
+        return jar, oid, klass
 
     def _resolve_entry(self, member_id: str, member_name: str, kind: str, key: bytes,
                        module: str, name: str) -> tuple[FederatedConnection, bytes, type]:
