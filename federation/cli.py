@@ -72,3 +72,25 @@ def pack_command(config: Path, days: float) -> None:
         reports = fed.pack(days=days)
     for name, report in reports.items():
         click.echo(f"{name}: packed; {report.stubs} live stubs")
+
+
+@main.command("bench")
+@click.option("--n", "n", type=int, default=None, help="References per workload [20000].")
+@click.option("--runs", type=int, default=None, help="Alternating runs per side [5].")
+@click.option("--quick", is_flag=True, help="Small N and scale sizes: a smoke run.")
+@click.option("--full", is_flag=True, help="Also measure 10^6 stubs (slow to build).")
+@click.option("--check", is_flag=True, help="Exit with status 1 if any target is missed.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write the results as JSON to this file.")
+@click.option("--only", multiple=True,
+              type=click.Choice(["traversal", "commit", "keys", "scale", "foreign"]),
+              help="Run only this workload (repeatable).")
+def bench_command(n: int | None, runs: int | None, quick: bool, full: bool, check: bool,
+                  json_path: Path | None, only: tuple[str, ...]) -> None:
+    """Run the workloads on the federation and on native ZODB, alternating; print medians."""
+    from federation import benchmark
+
+    status = benchmark.main(n, runs, quick=quick, full=full, check=check,
+                            json_path=json_path, only=only, echo=click.echo)
+    if status:
+        raise click.exceptions.Exit(status)
