@@ -150,6 +150,15 @@ def batches(n: int, size: int) -> Iterator[range]:
         yield range(start, min(n, start + size))
 
 
+def _commit_targets(store: Store, targets: OOBTree, chunk: range) -> list[Target]:
+    """Make and commit the targets of ``chunk`` in member ``a``."""
+    made = [Target(f"t{i}") for i in chunk]
+    for i, target in zip(chunk, made, strict=True):
+        targets[key(i)] = target
+    store.tm.commit()
+    return made
+
+
 def build_pairs(store: Store, n: int, batch: int = 5000) -> None:
     """N targets in ``a`` (root ``targets``) and N referrers in ``b`` (root ``referrers``).
 
@@ -160,10 +169,7 @@ def build_pairs(store: Store, n: int, batch: int = 5000) -> None:
     referrers = store.root("b")["referrers"] = OOBTree()
     store.tm.commit()
     for chunk in batches(n, batch):
-        made = [Target(f"t{i}") for i in chunk]
-        for i, target in zip(chunk, made, strict=True):
-            targets[key(i)] = target
-        store.tm.commit()
+        made = _commit_targets(store, targets, chunk)
         for i, target in zip(chunk, made, strict=True):
             referrers[key(i)] = Referrer(target)
         store.tm.commit()
@@ -175,10 +181,7 @@ def build_holders(store: Store, n: int, per_holder: int = 100, batch: int = 10_0
     holders = store.root("b")["holders"] = OOBTree()
     store.tm.commit()
     for chunk in batches(n, batch):
-        made = [Target(f"t{i}") for i in chunk]
-        for i, target in zip(chunk, made, strict=True):
-            targets[key(i)] = target
-        store.tm.commit()
+        made = _commit_targets(store, targets, chunk)
         for start in range(0, len(made), per_holder):
             holders[key(chunk[start])] = Holder(made[start:start + per_holder])
         store.tm.commit()

@@ -15,9 +15,10 @@ bucket written earlier in the same commit would lose them): they are kept
 as pending entries and applied at the start of ``tpc_vote``, after every
 member's ``commit``, and the records they touched are stored then.  For the
 same reason a member that may receive such late work (``uuid`` members,
-placement targets) joins the transaction in ``beforeCompletion`` whenever
-another member of its manager has joined; its storage's ``tpc_begin`` is
-deferred until it has something to store, so an idle member writes nothing.
+placement targets, secondaries of split objects) joins the transaction in
+``beforeCompletion`` whenever another member of its manager has joined;
+its storage's ``tpc_begin`` is deferred until it has something to store,
+so an idle member writes nothing.
 """
 
 from __future__ import annotations
@@ -136,7 +137,8 @@ class FederatedWriter(ObjectWriter):
             stub_oid = stub._p_oid = own.new_oid()
             stub._p_jar = own
             self._stack.append(stub)
-            own._zfed_new_stubs[tkey] = (stub_oid, entry)
+            own.index_later("stubs_by_target", tkey, stub_oid)
+            own.index_later("stubs_by_oid", stub_oid, encode_entry(entry))
         return binary(stub_oid), Stub
 
     def serialize(self, obj: Any) -> bytes:
@@ -176,9 +178,8 @@ class FederatedConnection(Connection):
         self._zfed_resolved.clear()
 
     def _zfed_reset_pending(self) -> None:
-        self._zfed_new_stubs: dict[bytes, tuple[bytes, tuple[Any, ...]]] = {}
-        self._zfed_new_uuids: dict[bytes, bytes] = {}
-        # (catalog index name, key) -> value, or None to delete the entry.
+        # The index writes of this transaction, applied at vote (stubs, uuids,
+        # splits...): (catalog index name, key) -> value, or None to delete.
         self._zfed_index_ops: dict[tuple[str, bytes], Any] = {}
         self._zfed_begun = False
         self._zfed_meta: Any = None
@@ -206,20 +207,9 @@ class FederatedConnection(Connection):
 
     def _find_stub(self, tkey: bytes) -> bytes | None:
         oid = self._zfed_stub_of_target.get(tkey)
-        if oid is not None:
-            return oid
-        new = self._zfed_new_stubs.get(tkey)
-        if new is not None:
-            return new[0]
-        catalog = self._catalog()
-        if catalog is None:
-            raise ReadOnlyMember(
-                f"Member {self._zfed_member.name!r} has no federation catalog (it was opened "
-                "read-only), so it cannot store references to other members."
-            )
-        oid = catalog.stubs_by_target.get(tkey)
-        if oid is not None:
-            self._zfed_stub_of_target[tkey] = oid
+        if oid is None:
+            self._require_catalog("store references to other members")
+            oid = self.index_get("stubs_by_target", tkey)
         return oid
 
     def _target_entry(self, obj: Persistent) -> tuple[bytes, tuple[str, str, str, bytes, str, str]]:
@@ -253,7 +243,7 @@ class FederatedConnection(Connection):
                 state[UUID_ATTRIBUTE] = value  # about to be serialized: no registration
             else:
                 setattr(obj, UUID_ATTRIBUTE, value)  # registers: stored by commit or vote
-            self._zfed_new_uuids[value] = obj._p_oid
+            self.index_later("uuids", value, obj._p_oid)
         return value
 
     def oid_for(self, kind: str, key: bytes) -> bytes | None:
@@ -261,13 +251,19 @@ class FederatedConnection(Connection):
         return self._oid_of_uuid(key) if kind == "uuid" else key
 
     def _oid_of_uuid(self, value: bytes) -> bytes | None:
-        oid = self._zfed_oid_of_uuid.get(value) or self._zfed_new_uuids.get(value)
+        oid = self._zfed_oid_of_uuid.get(value)
         if oid is None:
-            catalog = self._catalog()
-            oid = catalog.uuids.get(value) if catalog is not None else None
-            if oid is not None:
-                self._zfed_oid_of_uuid[value] = oid
+            oid = self.index_get("uuids", value)
         return oid
+
+    def _require_catalog(self, purpose: str) -> Catalog:
+        catalog = self._catalog()
+        if catalog is None:
+            raise ReadOnlyMember(
+                f"Member {self._zfed_member.name!r} has no federation catalog (it was opened "
+                f"read-only), so it cannot {purpose}."
+            )
+        return catalog
 
     def index_later(self, index: str, key: bytes, value: Any) -> None:
         """Set (or, with ``None``, delete) ``catalog.<index>[key]`` when this member votes.
@@ -275,11 +271,7 @@ class FederatedConnection(Connection):
         Index records are never changed while objects are being serialized;
         see the module docstring.
         """
-        if self._catalog() is None:
-            raise ReadOnlyMember(
-                f"Member {self._zfed_member.name!r} has no federation catalog (it was opened "
-                "read-only), so it cannot record index entries."
-            )
+        self._require_catalog("record index entries")
         self._zfed_index_ops[index, key] = value
         self._register()
 
@@ -291,17 +283,9 @@ class FederatedConnection(Connection):
         tree = getattr(catalog, index, None) if catalog is not None else None
         return tree.get(key) if tree is not None else None
 
-    def _has_pending(self) -> bool:
-        return bool(self._zfed_new_stubs or self._zfed_new_uuids or self._zfed_index_ops)
-
     def _apply_pending(self) -> None:
         """Write this transaction's pending index entries."""
         catalog = self._catalog()
-        for tkey, (stub_oid, entry) in self._zfed_new_stubs.items():
-            catalog.stubs_by_target[tkey] = stub_oid
-            catalog.stubs_by_oid[stub_oid] = encode_entry(entry)
-        for value, oid in self._zfed_new_uuids.items():
-            catalog.uuids[value] = oid
         for (index, key), value in self._zfed_index_ops.items():
             tree = getattr(catalog, index, None)
             if tree is None:
@@ -377,7 +361,7 @@ class FederatedConnection(Connection):
 
     def tpc_vote(self, transaction: Any) -> None:
         late = self._zfed_mark < len(self._registered_objects)
-        if self._has_pending() or late:
+        if self._zfed_index_ops or late:
             self._begin()
             self._apply_pending()
             self._store_registered(transaction.data(self), self._zfed_mark)
@@ -389,9 +373,10 @@ class FederatedConnection(Connection):
             super().tpc_finish(transaction)
         else:
             self._tpc_cleanup()
-        for tkey, (stub_oid, _entry) in self._zfed_new_stubs.items():
-            self._zfed_stub_of_target[tkey] = stub_oid
-        self._zfed_oid_of_uuid.update(self._zfed_new_uuids)
+        learned = {"stubs_by_target": self._zfed_stub_of_target, "uuids": self._zfed_oid_of_uuid}
+        for (index, key), value in self._zfed_index_ops.items():
+            if index in learned and value is not None:
+                learned[index][key] = value
         self._zfed_reset_pending()
 
     def tpc_abort(self, transaction: Any) -> None:
@@ -404,15 +389,12 @@ class FederatedConnection(Connection):
 
     def savepoint(self) -> Any:
         savepoint = super().savepoint()
-        savepoint.state = (savepoint.state, dict(self._zfed_new_stubs),
-                           dict(self._zfed_new_uuids), dict(self._zfed_index_ops))
+        savepoint.state = (savepoint.state, dict(self._zfed_index_ops))
         return savepoint
 
     def _rollback_savepoint(self, state: Any) -> None:
-        zodb_state, stubs, uuids, index_ops = state
+        zodb_state, index_ops = state
         super()._rollback_savepoint(zodb_state)
-        self._zfed_new_stubs = dict(stubs)
-        self._zfed_new_uuids = dict(uuids)
         self._zfed_index_ops = dict(index_ops)
 
     def beforeCompletion(self, txn: Any) -> None:
@@ -445,14 +427,11 @@ class FederatedConnection(Connection):
         return jar.ghost(oid, klass)
 
     def _stub_entry_data(self, stub_oid: bytes) -> bytes | Unreachable:
-        """The encoded entry of a stub: from the index, this transaction, or the record."""
-        catalog = self._catalog()
-        data = catalog.stubs_by_oid.get(stub_oid) if catalog is not None else None
+        """The encoded entry of a stub: from the index (as this transaction leaves it),
+        else from the stub record itself."""
+        data = self.index_get("stubs_by_oid", stub_oid)
         if data is not None:
             return data
-        for oid, entry in self._zfed_new_stubs.values():
-            if oid == stub_oid:
-                return encode_entry(entry)
         try:
             stub = self.get(stub_oid)
             stub._p_activate()

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from persistent import PickleCache
 
 from federation import resolvers
+from federation.catalog import target_key
 from federation.connection import ObjectMissing
 from federation.errors import FederationError, ReadOnlyMember
 from federation.interfaces import Adapter
@@ -217,7 +218,7 @@ class ForeignJar:
         klass = type(obj)
         entry = (member.member_id, member.name, member.kind, obj._p_oid,
                  klass.__module__, klass.__name__)
-        return entry[0].encode() + b"\0" + member.kind.encode() + b"\0" + obj._p_oid, entry
+        return target_key(member.member_id, member.kind, obj._p_oid), entry
 
     def _implicitlyAdding(self, oid: bytes) -> bool:
         return False

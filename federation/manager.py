@@ -284,21 +284,32 @@ class Manager:
         prefix = data[: len(data) - len(key)]
         target = self._stub_prefixes.get(prefix)
         if target is None:
-            entry = decode_entry(data)
-            jar, _oid, klass = self._resolve_entry(*entry)
-            target = self._stub_prefixes[prefix] = (jar, entry[2], klass)
+            member_id, member_name, kind, _key, module, name = decode_entry(data)
+            jar, klass = self._resolve_target(member_id, member_name, kind, key, module, name)
+            target = self._stub_prefixes[prefix] = (jar, kind, klass)
         jar, kind, klass = target
-        oid = key if kind != "uuid" else jar.oid_for(kind, key)
-        if oid is None:
-            raise DanglingStub(
-                f"Member {jar._zfed_member.name!r} has no object with uuid "
-                f"{_uuid.UUID(bytes=key)}."
-            )
-        return jar, oid, klass
+        return jar, self._oid_in(jar, kind, key), klass
 
     def _resolve_entry(self, member_id: str, member_name: str, kind: str, key: bytes,
-                       module: str, name: str) -> tuple[FederatedConnection, bytes, type]:
+                       module: str, name: str) -> tuple[Any, bytes, type | None]:
         """The connection, oid and class of the target a stub entry names."""
+        jar, klass = self._resolve_target(member_id, member_name, kind, key, module, name)
+        return jar, self._oid_in(jar, kind, key), klass
+
+    @staticmethod
+    def _oid_in(jar: Any, kind: str, key: bytes) -> bytes:
+        """The oid of the object an encoded key names in ``jar``'s member."""
+        oid = jar.oid_for(kind, key)
+        if oid is None:
+            raise DanglingStub(
+                f"Member {jar._zfed_member.name!r} has no object with {kind} key "
+                f"{resolvers.get(kind).decode(key)!s}."
+            )
+        return oid
+
+    def _resolve_target(self, member_id: str, member_name: str, kind: str, key: bytes,
+                        module: str, name: str) -> tuple[Any, type | None]:
+        """The connection of the member a stub entry names, and the target's class."""
         member = self.federation.members_by_id.get(member_id)
         if member is None:
             # An unknown database under a known name: unreachable, or a copy of
@@ -317,15 +328,8 @@ class Manager:
         jar = self._jars.get(member.name)
         if jar is None:
             raise MemberUnavailable(member.name, resolvers.get(kind).decode(key), member.error)
-        oid = jar.oid_for(kind, key)
-        if oid is None:
-            raise DanglingStub(
-                f"Member {member.name!r} has no object with {kind} key "
-                f"{resolvers.get(kind).decode(key)!s}."
-            )
         db = getattr(jar, "_db", None)
-        klass = db.classFactory(jar, module, name) if db is not None else None
-        return jar, oid, klass
+        return jar, db.classFactory(jar, module, name) if db is not None else None
 
     # -- life cycle -------------------------------------------------------
 
