@@ -137,8 +137,10 @@ class FederatedWriter(ObjectWriter):
             stub_oid = stub._p_oid = own.new_oid()
             stub._p_jar = own
             self._stack.append(stub)
-            own.index_later("stubs_by_target", tkey, stub_oid)
-            own.index_later("stubs_by_oid", stub_oid, encode_entry(entry))
+            # Committing, so joined, and _find_stub checked the catalog: no index_later().
+            ops = own._zfed_index_ops
+            ops["stubs_by_target", tkey] = stub_oid
+            ops["stubs_by_oid", stub_oid] = encode_entry(entry)
         return binary(stub_oid), Stub
 
     def serialize(self, obj: Any) -> bytes:
@@ -208,8 +210,10 @@ class FederatedConnection(Connection):
     def _find_stub(self, tkey: bytes) -> bytes | None:
         oid = self._zfed_stub_of_target.get(tkey)
         if oid is None:
-            self._require_catalog("store references to other members")
-            oid = self.index_get("stubs_by_target", tkey)
+            oid = self._zfed_index_ops.get(("stubs_by_target", tkey))
+        if oid is None:
+            catalog = self._require_catalog("store references to other members")
+            oid = catalog.stubs_by_target.get(tkey)
         return oid
 
     def _target_entry(self, obj: Persistent) -> tuple[bytes, tuple[str, str, str, bytes, str, str]]:
