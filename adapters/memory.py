@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,7 +30,7 @@ class MemoryDatabase:
     def __init__(self, name: str, klass: type, *, kind: str = "integer",
                  ref_attributes: Iterable[str] = (), two_phase: bool = True,
                  batch_size: int = 50, key_attribute: str | None = None,
-                 validate: Validator | None = None) -> None:
+                 validate: Validator | None = None, can_rename: bool = False) -> None:
         self.name = name
         self.klass = klass
         self.kind = kind
@@ -38,7 +39,9 @@ class MemoryDatabase:
         self.batch_size = batch_size
         self.key_attribute = key_attribute
         self.validate = validate
+        self.can_rename = can_rename
         self.records: dict[Any, dict[str, Any]] = {}
+        self.stable_ids: dict[Any, str] = {}  # key -> stable id, kept through renames
         self.prepared: dict[str, list[tuple[str, Any, dict[str, Any] | None]]] = {}
         self.prepared_at: dict[str, float] = {}
         self.round_trips = 0
@@ -52,8 +55,24 @@ class MemoryDatabase:
         """Put a record in directly, as another program would."""
         with self.lock:
             self.records[key] = dict(record)
+            self.stable_ids.setdefault(key, uuid.uuid4().hex)
             if isinstance(key, int):
                 self._last_integer = max(self._last_integer, key)
+
+    def remove(self, key: Any) -> None:
+        """Delete a record directly, as another program would."""
+        with self.lock:
+            del self.records[key]
+            del self.stable_ids[key]
+
+    def rename(self, old: Any, new: Any) -> None:
+        """Give the record ``old`` the key ``new``, as another program would; it keeps its
+        stable id."""
+        with self.lock:
+            if new in self.records:
+                raise FederationError(f"Member {self.name!r} already has a record {new!s}.")
+            self.records[new] = self.records.pop(old)
+            self.stable_ids[new] = self.stable_ids.pop(old)
 
     def issue_integer(self) -> int:
         with self.lock:
@@ -64,11 +83,11 @@ class MemoryDatabase:
 class MemoryAdapter:
     """One session on a :class:`MemoryDatabase`. See ``federation.interfaces.Adapter``."""
 
-    can_rename = False
     can_range = False
 
     def __init__(self, database: MemoryDatabase) -> None:
         self.db = database
+        self.can_rename = database.can_rename
         self.kind = database.kind
         self.klass = database.klass
         self.ref_attributes = database.ref_attributes
@@ -87,6 +106,17 @@ class MemoryAdapter:
         with self.db.lock:
             self.db.round_trips += 1
             return {k: dict(self.db.records[k]) for k in keys if k in self.db.records}
+
+    def stable_id(self, key: Any) -> str | None:
+        return self.db.stable_ids.get(key)
+
+    def follow(self, stable_ids: list[str]) -> dict[str, tuple[Any, dict[str, Any]]]:
+        wanted = set(stable_ids)
+        with self.db.lock:
+            self.db.round_trips += 1
+            return {sid: (key, dict(self.db.records[key]))
+                    for key, sid in self.db.stable_ids.items()
+                    if sid in wanted and key in self.db.records}
 
     def find(self, attribute: str, value: Any) -> list[Any]:
         with self.db.lock:
@@ -145,8 +175,10 @@ class MemoryAdapter:
         for op, key, state in ops:
             if op == "delete":
                 self.db.records.pop(key, None)
+                self.db.stable_ids.pop(key, None)
             elif op == "create":
                 self.db.records[key] = dict(state)
+                self.db.stable_ids[key] = uuid.uuid4().hex
             else:
                 self.db.records[key] = {**self.db.records[key], **state}
 

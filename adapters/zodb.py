@@ -58,6 +58,7 @@ class ZodbMember:
             )
         self.name = name
         self.kind = kind
+        self.lookup_kinds: frozenset[str] = frozenset()  # ZODB members know only their own kind
         self.read_only = read_only
         self.member_id = f"name:{name}"
         self.error: BaseException | None = None

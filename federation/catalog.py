@@ -54,12 +54,25 @@ its entry in the :func:`encode_entry` form: the target member's id and name,
 the key kind, the encoded key, and the target's class (module and name, so
 a ghost of the target can be made without loading it); its attributes
 ``member_id``, ``member_name``, ``kind``, ``key``, ``module`` and ``name``
-spell it out.  Referrers point at the stub with a plain
+spell it out.  A stub whose target can be renamed also keeps the target's
+stable id: its state is then the pair ``(encoded entry, stable id)``
+(format 2; stubs of format 1 are the bare encoded entry, and still are when
+there is no stable id).  Referrers point at the stub with a plain
 ``(stub oid, federation.catalog.Stub)`` reference; the federation's reader
 recognises the class and substitutes the target.  Stubs that no referrer
 reaches any more are removed by an ordinary pack; their index entries are
 then dropped by :func:`federation.maintenance.reindex`, which
 :func:`federation.maintenance.pack` runs after packing.
+
+``stable_ids`` (:class:`Index`)
+    ``stub oid -> stable id`` (text) for stubs whose target member can rename
+    its records (an LDAP entry keeps its ``entryUUID`` through a modrdn or a
+    move, while its DN, the key, changes).  When a target's key has vanished,
+    the foreign jar asks its adapter for the record with that stable id, and
+    the stub's key is rewritten (:meth:`federation.Manager` does it through
+    the pending index writes, so it is saved when the transaction commits).
+    The stub record keeps the stable id too, so :func:`reindex` rebuilds this
+    index.
 
 ``keep_alive`` (:class:`Index`)
     ``oid -> object``: real references to this member's objects that stubs
@@ -93,7 +106,7 @@ from persistent import Persistent
 CATALOG_ATTRIBUTE = "zodb_federation"
 
 #: The catalog's record format; bumped on incompatible changes.
-FORMAT = 1
+FORMAT = 2
 
 #: The attribute under which objects of ``uuid`` members keep their UUID.
 UUID_ATTRIBUTE = "_federation_uuid"
@@ -121,30 +134,39 @@ class Catalog(Persistent):
         self.keep_alive = Index()
         self.splits = Index()
         self.unique = Index()
+        self.stable_ids = Index()
 
 
 class Stub(Persistent):
     """A record naming an object of another member (see the module docstring)."""
 
+    stable_id: str | None = None
+
     def __init__(self, member_id: str, member_name: str, kind: str, key: bytes,
-                 module: str, name: str) -> None:
+                 module: str, name: str, stable_id: str | None = None) -> None:
         self.member_id = member_id
         self.member_name = member_name
         self.kind = kind
         self.key = key
         self.module = module
         self.name = name
+        if stable_id is not None:
+            self.stable_id = stable_id
 
     def entry(self) -> Entry:
         """The stub's entry (``Catalog.stubs_by_oid`` keeps it encoded)."""
         return (self.member_id, self.member_name, self.kind, self.key, self.module, self.name)
 
-    def __getstate__(self) -> bytes:
-        return encode_entry(self.entry())
+    def __getstate__(self) -> bytes | tuple[bytes, str]:
+        data = encode_entry(self.entry())
+        return data if self.stable_id is None else (data, self.stable_id)
 
-    def __setstate__(self, state: bytes) -> None:
+    def __setstate__(self, state: bytes | tuple[bytes, str]) -> None:
+        data, stable_id = stub_state(state)
         names = ("member_id", "member_name", "kind", "key", "module", "name")
-        self.__dict__.update(zip(names, decode_entry(state), strict=True))
+        self.__dict__.update(zip(names, decode_entry(data), strict=True))
+        if stable_id is not None:
+            self.stable_id = stable_id
 
     def __repr__(self) -> str:
         return f"<Stub {self.member_id}:{self.kind}:{self.key.hex()} {self.module}.{self.name}>"
@@ -164,6 +186,13 @@ def decode_entry(data: bytes) -> Entry:
     member_id, member_name, kind, module, name, key = data.split(b"\0", 5)
     return (member_id.decode(), member_name.decode(), kind.decode(), key,
             module.decode(), name.decode())
+
+
+def stub_state(state: bytes | tuple[bytes, str]) -> tuple[bytes, str | None]:
+    """The encoded entry and the stable id (or None) of a stored stub state."""
+    if isinstance(state, tuple):
+        return state
+    return state, None
 
 
 def target_key(member_id: str, kind: str, key: bytes) -> bytes:

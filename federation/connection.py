@@ -133,7 +133,8 @@ class FederatedWriter(ObjectWriter):
         tkey, entry = jar._target_entry(obj)
         stub_oid = own._find_stub(tkey)
         if stub_oid is None:
-            stub = Stub(*entry)
+            stable_id = jar.stable_id(obj)
+            stub = Stub(*entry, stable_id=stable_id)
             stub_oid = stub._p_oid = own.new_oid()
             stub._p_jar = own
             self._stack.append(stub)
@@ -141,6 +142,8 @@ class FederatedWriter(ObjectWriter):
             ops = own._zfed_index_ops
             ops["stubs_by_target", tkey] = stub_oid
             ops["stubs_by_oid", stub_oid] = encode_entry(entry)
+            if stable_id is not None:
+                ops["stable_ids", stub_oid] = stable_id
         return binary(stub_oid), Stub
 
     def serialize(self, obj: Any) -> bytes:
@@ -224,6 +227,10 @@ class FederatedConnection(Connection):
         klass = type(obj)
         entry = (member.member_id, member.name, member.kind, key, klass.__module__, klass.__name__)
         return target_key(member.member_id, member.kind, key), entry
+
+    def stable_id(self, obj: Persistent) -> None:
+        """ZODB objects keep their key for good: no stable id to record in stubs."""
+        return None
 
     def _ensure_uuid(self, obj: Any, *, on_store: bool) -> bytes:
         """Return the UUID of ``obj`` (a ``uuid`` member's object), issuing one if needed."""
@@ -445,6 +452,29 @@ class FederatedConnection(Connection):
                 f"{u64(stub_oid)}; the reference to it is dangling."
             ))
         return encode_entry(stub.entry())
+
+    def retarget_stub(self, old: bytes, new: bytes, new_key: bytes) -> None:
+        """Point the stub of target key ``old`` at target key ``new`` (its record was renamed).
+
+        ``new_key`` is the record's new encoded key.  The stub record, its
+        index entries and this connection's caches are changed; the catalog
+        is written when this member votes.  Read-only members and members
+        with no such stub are left alone.
+        """
+        stub_oid = self.index_get("stubs_by_target", old)
+        if stub_oid is None or self._zfed_member.read_only:
+            return
+        stub = self.get(stub_oid)
+        stub.key = new_key  # registers: the stub record is stored with its new key
+        self.index_later("stubs_by_target", old, None)
+        if self.index_get("stubs_by_target", new) is None:
+            self.index_later("stubs_by_target", new, stub_oid)
+        self.index_later("stubs_by_oid", stub_oid, encode_entry(stub.entry()))
+        self._zfed_stub_of_target.pop(old, None)
+        resolved = self._zfed_resolved.get(stub_oid)
+        if resolved is not None:
+            jar, _oid, klass = resolved
+            self._zfed_resolved[stub_oid] = (jar, jar.oid_for(stub.kind, new_key), klass)
 
     def ghost(self, oid: bytes, klass: type) -> Any:
         """A ghost of this member's object ``oid`` of class ``klass``, without loading it."""

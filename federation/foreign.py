@@ -22,7 +22,13 @@ and takes part in the two-phase commit:
   ``tpc_begin``, before anything is written;
 - foreign data has no invalidation feed: at each transaction boundary the
   jar turns its objects back into ghosts, so a transaction sees what others
-  committed before it began.
+  committed before it began;
+- records of an adapter that ``can_rename`` (an LDAP entry moved or renamed
+  changes its DN, its key) are followed by their stable id: when a batch
+  misses keys, one more round trip (``adapter.follow``) finds the records by
+  the stable ids the jar saw or the stubs recorded, the objects move to
+  their new keys (the same Python objects), and the stubs naming them are
+  rewritten (:meth:`federation.connection.FederatedConnection.retarget_stub`).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from persistent import PickleCache
 from federation import resolvers
 from federation.catalog import target_key
 from federation.connection import ObjectMissing
-from federation.errors import FederationError, ReadOnlyMember
+from federation.errors import FederationError, InvalidKey, ReadOnlyMember
 from federation.interfaces import Adapter
 from federation.ref import Ref
 
@@ -69,6 +75,7 @@ class ForeignMember:
             if not isinstance(probe, Adapter):
                 raise FederationError(f"Member {name!r}: {probe!r} is not an adapter.")
             self.kind = probe.kind
+            self.lookup_kinds = frozenset(getattr(probe, "lookup_kinds", ()))
             resolvers.get(self.kind)
         finally:
             probe.close()
@@ -184,6 +191,19 @@ class ForeignJar:
         obj._p_activate()
         return obj
 
+    def resolve(self, kind: str, value: Any) -> bytes:
+        """The oid of the record a key of another kind names (a ``uid``, by a search)."""
+        if kind not in self._zfed_member.lookup_kinds:
+            raise InvalidKey(kind, str(value), f"member {self._zfed_member.name!r} names its "
+                             f"records by {self._zfed_member.kind} keys")
+        return self._kind.encode(self._kind.coerce(self.adapter.resolve(kind, value)))
+
+    def stable_id(self, obj: Any) -> str | None:
+        """The stable id of ``obj``'s record (None unless the adapter ``can_rename``)."""
+        if not self.adapter.can_rename:
+            return None
+        return self.adapter.stable_id(self._kind.decode(obj._p_oid))
+
     def find(self, attribute: str, value: Any) -> list[Any]:
         """The objects whose ``attribute`` equals ``value`` (ghosts, loaded in batches)."""
         return [self.ghost(self._kind.encode(key)) for key in self.adapter.find(attribute, value)]
@@ -236,6 +256,7 @@ class ForeignJar:
         state = self._prefetched.pop(oid, None)
         if state is None:
             self._prefetch(oid)
+            oid = obj._p_oid  # a renamed record's object moved to its new key
             state = self._prefetched.pop(oid, None)
         self._unloaded.pop(oid, None)
         if state is None:
@@ -254,6 +275,51 @@ class ForeignJar:
         states = self.adapter.load_many([self._kind.decode(o) for o in batch])
         for key, state in states.items():
             self._prefetched[self._kind.encode(key)] = state
+        if self.adapter.can_rename and len(states) < len(batch):
+            self._follow([o for o in batch if o not in self._prefetched])
+
+    def _follow(self, missing: list[bytes]) -> None:
+        """Find records whose keys vanished by their stable ids; move their objects."""
+        manager = self._zfed_manager
+        member = self._zfed_member
+        old_of: dict[str, bytes] = {}
+        for oid in missing:
+            stable_id = self.adapter.stable_id(self._kind.decode(oid))
+            if stable_id is None and manager is not None:
+                stable_id = manager._stable_id_of_target(member, oid)
+            if stable_id is not None:
+                old_of[stable_id] = oid
+        if not old_of:
+            return
+        self.load_count += 1
+        for stable_id, (key, state) in self.adapter.follow(list(old_of)).items():
+            old, new = old_of[stable_id], self._kind.encode(self._kind.coerce(key))
+            if new == old:
+                continue
+            self._move(old, new)
+            self._prefetched[new] = state
+            if manager is not None:
+                manager._retarget_stubs(member, old, new)
+
+    def _move(self, old: bytes, new: bytes) -> None:
+        """Keep the object of the record renamed from key ``old`` under key ``new``."""
+        obj = self._cache.get(old)
+        if obj is None:
+            return
+        current = self._cache.get(new)
+        if current is not None:
+            # Another object already stands for the new key: the renamed one
+            # takes its place; the other still loads on access, uncached.
+            self._unloaded.pop(new, None)
+            del self._cache[new]
+        del self._cache[old]
+        obj._p_oid = new
+        self._cache[new] = obj
+        if self._unloaded.pop(old, None) is not None:
+            self._unloaded[new] = obj
+        for table in (self._added, self._deleted):
+            if old in table:
+                table[new] = table.pop(old)
 
     def register(self, obj: Any) -> None:
         if self._needs_to_join:

@@ -83,7 +83,9 @@ class Adapter(Protocol):
 
     Capability flags: ``two_phase``, ``can_rename``, ``can_range``.  The
     conformance suite (``tests/conformance.py``) skips what an adapter does
-    not claim.
+    not claim.  An adapter that ``can_rename`` (its records' keys may change
+    under it, like an LDAP entry's DN) also provides :class:`Renaming`; one
+    that accepts other key kinds for lookups provides :class:`KeyLookup`.
     """
 
     kind: str
@@ -121,3 +123,40 @@ class Adapter(Protocol):
     def finish_prepared(self, xid: str, commit: bool) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Renaming(Protocol):
+    """What an adapter with ``can_rename`` adds: records followed by a stable id.
+
+    - ``stable_id(key)`` is the stable id (text, such as an LDAP entry's
+      ``entryUUID``) of a record this session loaded, found or followed,
+      without a round trip; None when it is not known.  Stubs naming the
+      record keep it.
+    - ``follow(stable_ids)`` finds, in **one** round trip, the records with
+      these stable ids wherever their keys now are: ``{stable id: (key,
+      state)}``; records that no longer exist are left out.  The jar calls
+      it when a batch load misses keys, moves the objects to their new keys
+      and rewrites the stubs.
+    """
+
+    def stable_id(self, key: Any) -> str | None: ...
+
+    def follow(self, stable_ids: list[str]) -> dict[str, tuple[Any, dict[str, Any]]]: ...
+
+
+@runtime_checkable
+class KeyLookup(Protocol):
+    """What an adapter that accepts other key kinds adds (``uid`` for an LDAP member).
+
+    ``lookup_kinds`` names the kinds; ``resolve(kind, value)`` returns the
+    key of the one record that ``value`` names (a search), raising
+    :class:`federation.KeyNotFound` when none does and a
+    :class:`federation.FederationError` naming the value when several do.
+    ``Manager.get`` and ``Manager.lookup`` use it for references such as
+    ``people:uid:alice``.
+    """
+
+    lookup_kinds: frozenset[str]
+
+    def resolve(self, kind: str, value: Any) -> Any: ...

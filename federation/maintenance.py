@@ -17,7 +17,7 @@ from ZODB.POSException import POSKeyError
 from ZODB.serialize import referencesf
 from ZODB.utils import z64
 
-from federation.catalog import UUID_ATTRIBUTE, Index, decode_entry, target_key
+from federation.catalog import UUID_ATTRIBUTE, Index, decode_entry, stub_state, target_key
 from federation.errors import DanglingStub, MemberUnavailable, ReadOnlyMember
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def walk(jar: FederatedConnection) -> Iterator[tuple[bytes, bytes]]:
 
 
 def reindex(manager: Manager, member: str) -> ReindexReport:
-    """Rebuild ``member``'s stub and uuid indexes from its reachable records.
+    """Rebuild ``member``'s stub, stable-id and uuid indexes from its reachable records.
 
     Use it after importing objects (``importFile``), which gives them new
     oids, or after a pack to drop entries of collected stubs.  The caller
@@ -70,13 +70,15 @@ def reindex(manager: Manager, member: str) -> ReindexReport:
             f"Member {member!r} has no federation catalog (it was only ever opened read-only)."
         )
     reader = jar._reader
-    by_target, by_oid, uuids = Index(), Index(), Index()
+    by_target, by_oid, uuids, stable_ids = Index(), Index(), Index(), Index()
     duplicates = 0
     for oid, record in walk(jar):
         if reader.getClassName(record) == STUB_CLASS:
-            state = reader.getState(record)  # the encoded entry
-            entry = decode_entry(state)
-            by_oid[oid] = state
+            data, stable_id = stub_state(reader.getState(record))
+            entry = decode_entry(data)
+            by_oid[oid] = data
+            if stable_id is not None:
+                stable_ids[oid] = stable_id
             tkey = target_key(entry[0], entry[2], entry[3])
             if tkey in by_target:
                 duplicates += 1
@@ -88,6 +90,7 @@ def reindex(manager: Manager, member: str) -> ReindexReport:
             if value is not None:
                 uuids[value] = oid
     catalog.stubs_by_target, catalog.stubs_by_oid, catalog.uuids = by_target, by_oid, uuids
+    catalog.stable_ids = stable_ids
     jar._zfed_forget()
     return ReindexReport(member, len(by_oid), duplicates, len(uuids))
 

@@ -11,7 +11,7 @@ from ZODB.POSException import POSKeyError
 from ZODB.utils import u64
 
 from federation import maintenance, resolvers, split
-from federation.catalog import UUID_ATTRIBUTE, decode_entry
+from federation.catalog import UUID_ATTRIBUTE, decode_entry, target_key
 from federation.connection import FederatedConnection
 from federation.errors import (
     AmbiguousPlacement,
@@ -146,16 +146,25 @@ class Manager:
         jar.delete(obj)
 
     def get(self, ref: Ref | str) -> Any:
-        """The object ``ref`` names (a ghost until touched); ``KeyNotFound`` if none."""
+        """The object ``ref`` names (a ghost until touched); ``KeyNotFound`` if none.
+
+        A reference by a key of the member's own kind costs no round trip; one
+        by another key kind the member accepts (``lookup_kinds``, such as
+        ``uid`` for an LDAP member) is resolved by the adapter, with a search.
+        """
         if isinstance(ref, str):
             ref = Ref.parse(ref)
         jar = self._jar(ref.member)
-        kind = jar._zfed_member.kind
-        if ref.kind != kind:
+        member = jar._zfed_member
+        kind = member.kind
+        if ref.kind == kind:
+            oid = jar.oid_for(kind, ref.encoded_key)
+        elif ref.kind in member.lookup_kinds:
+            oid = jar.resolve(ref.kind, ref.key)  # a search: a uid names a directory entry
+        else:
             raise InvalidKey(
                 ref.kind, str(ref), f"member {ref.member!r} names its objects by {kind} keys"
             )
-        oid = jar.oid_for(kind, ref.encoded_key)
         if oid is None:
             raise KeyNotFound(ref.member, ref.kind, ref.key)
         try:
@@ -202,9 +211,10 @@ class Manager:
         1. a :class:`Ref`, or ``member:kind:key`` text, is looked up with
            :meth:`get`;
         2. otherwise the key is tried, in the federation's member order, in
-           each available member whose key kind is ``kind`` (or, without
-           ``kind``, whose kind accepts the key), skipping ``integer``
-           members, whose keys are not unique across members;
+           each available member whose key kind is ``kind`` or that accepts
+           ``kind`` as a lookup kind (a ``uid`` in an LDAP member), or,
+           without ``kind``, whose kind accepts the key; ``integer`` keys are
+           never tried, as they are not unique across members;
         3. the first member that has it wins;
         4. if none has it, :class:`~federation.KeyNotFound` is raised (and
            :class:`~federation.InvalidKey` if no member's kind accepts the key).
@@ -220,17 +230,18 @@ class Manager:
                 pass  # not reference text: try it as a key below
         tried = []
         for name, member in self.federation.members.items():
-            if member.kind == "integer" or (kind is not None and member.kind != kind):
+            wanted = member.kind if kind is None else kind
+            if wanted == "integer" or wanted not in (member.kind, *member.lookup_kinds):
                 continue
             try:
-                value = resolvers.get(member.kind).coerce(key)
+                value = resolvers.get(wanted).coerce(key)
             except InvalidKey:
                 continue
-            tried.append(member.kind)
+            tried.append(wanted)
             if name not in self._jars:
                 continue
             try:
-                return self.get(Ref(name, member.kind, value))
+                return self.get(Ref(name, wanted, value))
             except KeyNotFound:
                 continue
         if not tried:
@@ -273,6 +284,34 @@ class Manager:
         ):
             return False
         return any(not other._needs_to_join for other in self._jars.values())
+
+    def _stable_id_of_target(self, member: Any, oid: bytes) -> str | None:
+        """The stable id that a stub of any ZODB member recorded for ``member``'s ``oid``."""
+        tkey = target_key(member.member_id, member.kind, oid)
+        for jar in self._jars.values():
+            if not isinstance(jar, FederatedConnection):
+                continue
+            stub_oid = jar.index_get("stubs_by_target", tkey)
+            stable_id = jar.index_get("stable_ids", stub_oid) if stub_oid is not None else None
+            if stable_id is not None:
+                return stable_id
+        return None
+
+    def _retarget_stubs(self, member: Any, old: bytes, new: bytes) -> None:
+        """Rewrite, in every writable ZODB member, the stub naming ``old`` to name ``new``.
+
+        Called when a foreign record was found under a new key.  The rewrite
+        is saved when the transaction commits; if it is aborted, the record
+        is followed again next time.  Nothing is rewritten once the commit
+        has begun (the members may have voted already).
+        """
+        if self.transaction_manager.get().status != "Active":
+            return
+        old_target = target_key(member.member_id, member.kind, old)
+        new_target = target_key(member.member_id, member.kind, new)
+        for jar in self._jars.values():
+            if isinstance(jar, FederatedConnection) and jar._catalog() is not None:
+                jar.retarget_stub(old_target, new_target, new)
 
     def _resolve_stub_data(self, data: bytes) -> tuple[Any, bytes, type | None]:
         """The connection, oid and class of the target an encoded stub entry names.
