@@ -41,7 +41,10 @@ first opened writable by a federation.  It holds:
     bucket load resolves hundreds of stubs) instead of loading each stub.
 
 ``uuids`` (:class:`Index`)
-    ``16-byte UUID -> oid`` for members whose key kind is ``uuid``.  The UUID
+    ``16-byte UUID -> oid + class`` for members whose key kind is ``uuid``:
+    the 8-byte oid followed by the object's class as ``module.name`` text
+    (:func:`uuid_entry`), so that a lookup makes a ghost without reading the
+    record twice (older entries hold the bare oid; they still resolve).  The UUID
     itself is also kept on the object, as ``_federation_uuid``, so that it
     travels with the object through export/import and the index can be
     rebuilt (:meth:`federation.Manager.reindex`).
@@ -193,6 +196,20 @@ def stub_state(state: bytes | tuple[bytes, str]) -> tuple[bytes, str | None]:
     if isinstance(state, tuple):
         return state
     return state, None
+
+
+def uuid_entry(oid: bytes, klass: type) -> bytes:
+    """A ``uuids`` index value: the oid, then the class as ``module.name``."""
+    return oid + f"{klass.__module__}.{klass.__name__}".encode()
+
+
+def decode_uuid_entry(value: bytes) -> tuple[bytes, str | None, str | None]:
+    """The oid, class module and class name (None in entries that have no class)."""
+    oid, path = value[:8], value[8:].decode()
+    if not path:
+        return oid, None, None
+    module, _, name = path.rpartition(".")
+    return oid, module, name
 
 
 def target_key(member_id: str, kind: str, key: bytes) -> bytes:

@@ -42,8 +42,10 @@ from federation.catalog import (
     Index,
     Stub,
     decode_entry,
+    decode_uuid_entry,
     encode_entry,
     target_key,
+    uuid_entry,
 )
 from federation.errors import (
     AmbiguousPlacement,
@@ -166,9 +168,12 @@ class FederatedConnection(Connection):
         super().__init__(db, cache_size, before, cache_size_bytes)
         self._reader = FederatedReader(self, self._cache, self._db.classFactory)
         self._zfed_member = db.federation_member
-        # Committed knowledge, kept across transactions (stubs are immutable).
+        # Committed knowledge, kept across transactions (a stub changes only by
+        # retarget_stub, when its foreign target was renamed).
         self._zfed_stub_of_target: dict[bytes, bytes] = {}
-        self._zfed_oid_of_uuid: dict[bytes, bytes] = {}
+        self._zfed_uuid_targets: dict[bytes, tuple[bytes, type | None]] = {}
+        self._zfed_uuid_checked: dict[int, bytes] = {}  # UUID as int -> oid of its object
+        self._zfed_classes: dict[bytes, type] = {}
         self._zfed_catalog_obj: Catalog | None = None
         # Stub oid -> (connection, oid, class), valid while one manager holds this connection.
         self._zfed_resolved: dict[bytes, tuple[Any, bytes, type]] = {}
@@ -179,7 +184,8 @@ class FederatedConnection(Connection):
     def _zfed_forget(self) -> None:
         """Drop what this connection learned from the indexes (they were rebuilt)."""
         self._zfed_stub_of_target.clear()
-        self._zfed_oid_of_uuid.clear()
+        self._zfed_uuid_targets.clear()
+        self._zfed_uuid_checked.clear()
         self._zfed_resolved.clear()
 
     def _zfed_reset_pending(self) -> None:
@@ -254,18 +260,65 @@ class FederatedConnection(Connection):
                 state[UUID_ATTRIBUTE] = value  # about to be serialized: no registration
             else:
                 setattr(obj, UUID_ATTRIBUTE, value)  # registers: stored by commit or vote
-            self.index_later("uuids", value, obj._p_oid)
+            self.index_later("uuids", value, uuid_entry(obj._p_oid, type(obj)))
         return value
 
     def oid_for(self, kind: str, key: bytes) -> bytes | None:
         """The oid of the object an encoded key of ``kind`` names (None if unknown)."""
-        return self._oid_of_uuid(key) if kind == "uuid" else key
+        if kind != "uuid":
+            return key
+        target = self._uuid_target(key)
+        return target[0] if target is not None else None
 
-    def _oid_of_uuid(self, value: bytes) -> bytes | None:
-        oid = self._zfed_oid_of_uuid.get(value)
-        if oid is None:
-            oid = self.index_get("uuids", value)
-        return oid
+    def object_of_uuid(self, key: _uuid.UUID) -> Any:
+        """The object whose UUID is ``key``, or None.
+
+        The ``uuids`` index names the object's class, so the object is made
+        as a ghost and read once, to check that it has that UUID (an index
+        left stale by an import names another object); ``POSKeyError`` when
+        the index names a record that is gone.  Once checked, the object is
+        found again from this connection's cache, without the index.
+        """
+        oid = self._zfed_uuid_checked.get(key.int)
+        if oid is not None:
+            obj = self._cache.get(oid)
+            if obj is not None:
+                return obj
+        value = key.bytes
+        target = self._uuid_target(value)
+        if target is None:
+            return None
+        oid, klass = target
+        obj = self._cache.get(oid)
+        if obj is None:
+            obj = self.ghost(oid, klass) if klass is not None else self.get(oid)
+        if getattr(obj, UUID_ATTRIBUTE, None) != value:
+            self._zfed_uuid_targets.pop(value, None)
+            return None
+        self._zfed_uuid_checked[key.int] = oid
+        return obj
+
+    def _uuid_target(self, value: bytes) -> tuple[bytes, type | None] | None:
+        """The oid and class (if the index has it) of the object with UUID ``value``."""
+        target = self._zfed_uuid_targets.get(value)
+        if target is None:
+            entry = self.index_get("uuids", value)
+            if entry is None:
+                return None
+            target = self._decode_uuid_entry(entry)
+            if ("uuids", value) not in self._zfed_index_ops:
+                self._zfed_uuid_targets[value] = target  # committed: safe to keep
+        return target
+
+    def _decode_uuid_entry(self, entry: bytes) -> tuple[bytes, type | None]:
+        path = entry[8:]
+        klass = self._zfed_classes.get(path)  # a few classes, many entries
+        if klass is None:
+            oid, module, name = decode_uuid_entry(entry)
+            if module is None:
+                return oid, None
+            klass = self._zfed_classes[path] = self._db.classFactory(self, module, name)
+        return entry[:8], klass
 
     def _require_catalog(self, purpose: str) -> Catalog:
         catalog = self._catalog()
@@ -384,10 +437,13 @@ class FederatedConnection(Connection):
             super().tpc_finish(transaction)
         else:
             self._tpc_cleanup()
-        learned = {"stubs_by_target": self._zfed_stub_of_target, "uuids": self._zfed_oid_of_uuid}
         for (index, key), value in self._zfed_index_ops.items():
-            if index in learned and value is not None:
-                learned[index][key] = value
+            if value is None:
+                continue
+            if index == "stubs_by_target":
+                self._zfed_stub_of_target[key] = value
+            elif index == "uuids":
+                self._zfed_uuid_targets[key] = self._decode_uuid_entry(value)
         self._zfed_reset_pending()
 
     def tpc_abort(self, transaction: Any) -> None:

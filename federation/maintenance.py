@@ -88,7 +88,7 @@ def reindex(manager: Manager, member: str) -> ReindexReport:
             state = reader.getState(record)
             value = state.get(UUID_ATTRIBUTE) if isinstance(state, dict) else None
             if value is not None:
-                uuids[value] = oid
+                uuids[value] = oid + reader.getClassName(record).encode()
     catalog.stubs_by_target, catalog.stubs_by_oid, catalog.uuids = by_target, by_oid, uuids
     catalog.stable_ids = stable_ids
     jar._zfed_forget()

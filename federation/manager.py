@@ -11,7 +11,7 @@ from ZODB.POSException import POSKeyError
 from ZODB.utils import u64
 
 from federation import maintenance, resolvers, split
-from federation.catalog import UUID_ATTRIBUTE, decode_entry, target_key
+from federation.catalog import decode_entry, target_key
 from federation.connection import FederatedConnection
 from federation.errors import (
     AmbiguousPlacement,
@@ -154,28 +154,33 @@ class Manager:
         """
         if isinstance(ref, str):
             ref = Ref.parse(ref)
-        jar = self._jar(ref.member)
+        return self._get(ref.member, ref.kind, ref.key)
+
+    def _get(self, name: str, kind: str, key: Any) -> Any:
+        """:meth:`get` for a member name, a key kind and a canonical key of that kind."""
+        jar = self._jars.get(name) or self._jar(name)
         member = jar._zfed_member
-        kind = member.kind
-        if ref.kind == kind:
-            oid = jar.oid_for(kind, ref.encoded_key)
-        elif ref.kind in member.lookup_kinds:
-            oid = jar.resolve(ref.kind, ref.key)  # a search: a uid names a directory entry
+        if kind == member.kind:
+            if kind == "uuid" and isinstance(jar, FederatedConnection):
+                try:
+                    obj = jar.object_of_uuid(key)
+                except POSKeyError as error:
+                    raise KeyNotFound(name, kind, key) from error
+                if obj is None:
+                    raise KeyNotFound(name, kind, key)
+                return obj
+            oid = jar.oid_for(kind, resolvers.get(kind).encode(key))
+        elif kind in member.lookup_kinds:
+            oid = jar.resolve(kind, key)  # a search: a uid names a directory entry
         else:
-            raise InvalidKey(
-                ref.kind, str(ref), f"member {ref.member!r} names its objects by {kind} keys"
-            )
+            raise InvalidKey(kind, str(Ref(name, kind, key)),
+                             f"member {name!r} names its objects by {member.kind} keys")
         if oid is None:
-            raise KeyNotFound(ref.member, ref.kind, ref.key)
+            raise KeyNotFound(name, kind, key)
         try:
-            obj = jar.get(oid)
-            stale = isinstance(jar, FederatedConnection) and kind == "uuid" and (
-                getattr(obj, UUID_ATTRIBUTE, None) != ref.key.bytes)
-            if stale:
-                raise KeyNotFound(ref.member, ref.kind, ref.key)
+            return jar.get(oid)
         except POSKeyError as error:
-            raise KeyNotFound(ref.member, ref.kind, ref.key) from error
-        return obj
+            raise KeyNotFound(name, kind, key) from error
 
     def split(self, cls: type[split.SplitObject], key: Any) -> split.SplitObject:
         """The split object of ``cls`` for a primary key, ``Ref`` or primary object.
@@ -231,7 +236,8 @@ class Manager:
         tried = []
         for name, member in self.federation.members.items():
             wanted = member.kind if kind is None else kind
-            if wanted == "integer" or wanted not in (member.kind, *member.lookup_kinds):
+            if wanted == "integer" or (wanted != member.kind
+                                       and wanted not in member.lookup_kinds):
                 continue
             try:
                 value = resolvers.get(wanted).coerce(key)
@@ -241,7 +247,7 @@ class Manager:
             if name not in self._jars:
                 continue
             try:
-                return self.get(Ref(name, wanted, value))
+                return self._get(name, wanted, value)
             except KeyNotFound:
                 continue
         if not tried:

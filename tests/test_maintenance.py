@@ -44,6 +44,40 @@ def test_uuid_member_refs_and_lookup(uuid_fed):
         conn.close()
 
 
+def test_uuid_lookup_reads_each_record_once(uuid_fed, uris):
+    """A key lookup makes the ghost from the index's class: one record read, not two."""
+    with uuid_fed.open() as conn:
+        page, _note = page_and_note(conn)
+        ref = conn.ref(page)
+        transaction.commit()
+    uuid_fed.close()
+    members = {"main": {"uri": uris["main"], "key": "uuid"}, "notes": uris["notes"]}
+    with federation.open(members) as fresh, fresh.open() as conn:
+        storage = conn.jar("main")._storage
+        loads = []
+        real_load = storage.load
+        storage.load = lambda oid, version="": loads.append(oid) or real_load(oid)
+        try:
+            assert conn.get(ref).title == page.title
+        finally:
+            del storage.load
+        assert loads.count(page._p_oid) == 1
+        transaction.abort()
+
+
+def test_uuid_index_entries_without_class_still_resolve(uuid_fed):
+    """Index entries written before the class was kept (the bare oid) still resolve."""
+    with uuid_fed.open() as conn:
+        page, _note = page_and_note(conn)
+        ref = conn.ref(page)
+        transaction.commit()
+        conn.jar("main")._catalog().uuids[ref.key.bytes] = page._p_oid
+        transaction.commit()
+    with uuid_fed.open() as conn:
+        assert conn.get(ref).title == page.title
+        transaction.abort()
+
+
 def test_uuid_references_survive_export_and_import(uuid_fed, uris, tmp_path):
     """An object moved by export/import into a new database is still found by its referrers."""
     conn = uuid_fed.open()
