@@ -100,10 +100,12 @@ that follows many references loads few index records.
 
 from __future__ import annotations
 
+import pickle
 import uuid as _uuid
 
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
+from ZODB._compat import _protocol
 
 #: The attribute of a member's root mapping that holds the catalog.
 CATALOG_ATTRIBUTE = "zodb_federation"
@@ -189,6 +191,16 @@ def decode_entry(data: bytes) -> Entry:
     member_id, member_name, kind, module, name, key = data.split(b"\0", 5)
     return (member_id.decode(), member_name.decode(), kind.decode(), key,
             module.decode(), name.decode())
+
+
+#: The class part of a stub record: ZODB's record format is the pickled class,
+#: then the pickled state (ZODB.serialize, format #1).
+_STUB_CLASS_PICKLE = pickle.dumps(Stub, _protocol)
+
+
+def stub_record(state: bytes | tuple[bytes, str]) -> bytes:
+    """The ZODB data record of a stub with ``state``, as ``ObjectWriter`` would write it."""
+    return _STUB_CLASS_PICKLE + pickle.dumps(state, _protocol)
 
 
 def stub_state(state: bytes | tuple[bytes, str]) -> tuple[bytes, str | None]:
