@@ -8,6 +8,7 @@ as a starting point for new adapters; it keeps nothing across processes.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import uuid
@@ -54,7 +55,7 @@ class MemoryDatabase:
     def insert(self, key: Any, record: dict[str, Any]) -> None:
         """Put a record in directly, as another program would."""
         with self.lock:
-            self.records[key] = dict(record)
+            self.records[key] = copy.deepcopy(record)
             self.stable_ids.setdefault(key, uuid.uuid4().hex)
             if isinstance(key, int):
                 self._last_integer = max(self._last_integer, key)
@@ -105,7 +106,7 @@ class MemoryAdapter:
     def load_many(self, keys: list[Any]) -> dict[Any, dict[str, Any]]:
         with self.db.lock:
             self.db.round_trips += 1
-            return {k: dict(self.db.records[k]) for k in keys if k in self.db.records}
+            return {k: copy.deepcopy(self.db.records[k]) for k in keys if k in self.db.records}
 
     def stable_id(self, key: Any) -> str | None:
         return self.db.stable_ids.get(key)
@@ -114,7 +115,7 @@ class MemoryAdapter:
         wanted = set(stable_ids)
         with self.db.lock:
             self.db.round_trips += 1
-            return {sid: (key, dict(self.db.records[key]))
+            return {sid: (key, copy.deepcopy(self.db.records[key]))
                     for key, sid in self.db.stable_ids.items()
                     if sid in wanted and key in self.db.records}
 
@@ -145,14 +146,14 @@ class MemoryAdapter:
         self._check(key, state)
         if key in self.db.records:
             raise FederationError(f"Member {self.db.name!r} already has a record {key!s}.")
-        self._ops.append(("create", key, dict(state)))
+        self._ops.append(("create", key, copy.deepcopy(state)))
 
     def store(self, key: Any, state: dict[str, Any]) -> None:
         current = self.db.records.get(key)
         if current is None:
             raise KeyNotFound(self.db.name, self.kind, key)
         self._check(key, {**current, **state})
-        self._ops.append(("store", key, dict(state)))
+        self._ops.append(("store", key, copy.deepcopy(state)))
 
     def delete(self, key: Any) -> None:
         if key not in self.db.records:

@@ -33,6 +33,7 @@ and takes part in the two-phase commit:
 
 from __future__ import annotations
 
+import copy
 import uuid as _uuid
 from typing import TYPE_CHECKING, Any
 
@@ -261,7 +262,7 @@ class ForeignJar:
         self._unloaded.pop(oid, None)
         if state is None:
             raise ObjectMissing(self._zfed_member.name, oid, self._kind.decode(oid))
-        self._loaded[oid] = dict(state)
+        self._loaded[oid] = _snapshot(state)
         obj.__setstate__(self._objects(state))
 
     def _prefetch(self, oid: bytes) -> None:
@@ -478,6 +479,20 @@ class ForeignJar:
 _MISSING = object()
 
 
+def _snapshot(state: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a loaded record that shares no mutable value with the object's state.
+
+    Changes are found by comparing the object with this copy at commit: a
+    list changed in place (and ``_p_changed`` set) must not compare equal
+    because both hold the same list.
+    """
+    return {name: copy.deepcopy(value) if isinstance(value, _MUTABLE) else value
+            for name, value in state.items()}
+
+
+_MUTABLE = (list, dict, set, bytearray)
+
+
 class _Savepoint:
     """Restores the registered objects' states and the pending adds and deletes."""
 
@@ -486,7 +501,7 @@ class _Savepoint:
         self.registered = list(jar._registered)
         self.added = dict(jar._added)
         self.deleted = dict(jar._deleted)
-        self.states = {id(obj): (obj, dict(obj.__getstate__())) for obj in jar._registered}
+        self.states = {id(obj): (obj, _snapshot(obj.__getstate__())) for obj in jar._registered}
 
     def rollback(self) -> None:
         jar = self.jar
@@ -500,7 +515,7 @@ class _Savepoint:
                 else:
                     jar._cache.invalidate(obj._p_oid)
         for obj, state in self.states.values():
-            obj.__setstate__(dict(state))
+            obj.__setstate__(_snapshot(state))
             obj._p_changed = True
         jar._registered = list(self.registered)
         jar._added = dict(self.added)

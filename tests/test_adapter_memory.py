@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import transaction
 
+import federation
 from federation.adapters.memory import MemoryDatabase
 from tests.conformance import AdapterConformance, ForeignFixture
 from tests.models import Person
@@ -37,3 +39,16 @@ class TestMemoryLastResource(AdapterConformance):
     @pytest.fixture
     def foreign(self):
         return _fixture(two_phase=False)
+
+
+def test_value_changed_in_place_is_written(tmp_path):
+    """A list attribute changed in place (then marked changed) is written on commit."""
+    people = MemoryDatabase("people", Person)
+    people.insert(1, {"name": "Ada", "email": ["ada@example.org"], "owner": None})
+    members = {"main": (tmp_path / "main.fs").as_uri(), "people": people}
+    with federation.open(members) as fed, fed.open() as conn:
+        ada = conn.get("people:integer:1")
+        ada.email.append("lovelace@example.org")
+        ada._p_changed = True
+        transaction.commit()
+    assert people.records[1]["email"] == ["ada@example.org", "lovelace@example.org"]
