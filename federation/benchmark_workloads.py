@@ -64,8 +64,9 @@ TITLES = {
 }
 
 NOT_AVAILABLE = {
-    "key_lookup_uid": "n/a until the LDAP adapter: no ZODB member has uid keys, and a uid-keyed "
-                      "SQL table has no like-for-like ZODB baseline",
+    "key_lookup_uid": "n/a: uid keys name foreign records (an LDAP search per lookup, counted "
+                      "in tests/test_adapter_ldap.py); a server round trip has no like-for-like "
+                      "zope.intid baseline",
 }
 
 

@@ -178,6 +178,8 @@ class FederatedConnection(Connection):
         self._zfed_catalog_obj: Catalog | None = None
         # Stub oid -> (connection, oid, class), valid while one manager holds this connection.
         self._zfed_resolved: dict[bytes, tuple[Any, bytes, type]] = {}
+        # Stub oid -> (old target key, new target key, new key): renames to write on commit.
+        self._zfed_retargets: dict[bytes, tuple[bytes, bytes, bytes]] = {}
         self._zfed_reset_pending()
 
     # -- pending work of the current transaction ----------------------------
@@ -478,9 +480,15 @@ class FederatedConnection(Connection):
 
     def beforeCompletion(self, txn: Any) -> None:
         super().beforeCompletion(txn)
+        if self._zfed_retargets:
+            self._write_retargets()
         manager = self._zfed_manager
         if self._needs_to_join and manager is not None and manager._wants_late_join(self):
             self._register()
+
+    def afterCompletion(self, txn: Any) -> None:
+        self._zfed_retargets.clear()  # not committed: followed again next time
+        super().afterCompletion(txn)
 
     # -- reading ------------------------------------------------------------
 
@@ -524,25 +532,34 @@ class FederatedConnection(Connection):
     def retarget_stub(self, old: bytes, new: bytes, new_key: bytes) -> None:
         """Point the stub of target key ``old`` at target key ``new`` (its record was renamed).
 
-        ``new_key`` is the record's new encoded key.  The stub record, its
-        index entries and this connection's caches are changed; the catalog
-        is written when this member votes.  Read-only members and members
-        with no such stub are left alone.
+        ``new_key`` is the record's new encoded key.  This connection's
+        caches follow at once; the stub record and its index entries are
+        rewritten if the transaction commits (:meth:`beforeCompletion`), so
+        a transaction that only read joins nothing and can be closed as
+        usual.  Read-only members and members with no such stub are left
+        alone.
         """
         stub_oid = self.index_get("stubs_by_target", old)
         if stub_oid is None or self._zfed_member.read_only:
             return
-        stub = self.get(stub_oid)
-        stub.key = new_key  # registers: the stub record is stored with its new key
-        self.index_later("stubs_by_target", old, None)
-        if self.index_get("stubs_by_target", new) is None:
-            self.index_later("stubs_by_target", new, stub_oid)
-        self.index_later("stubs_by_oid", stub_oid, encode_entry(stub.entry()))
+        self._zfed_retargets[stub_oid] = (old, new, new_key)
         self._zfed_stub_of_target.pop(old, None)
         resolved = self._zfed_resolved.get(stub_oid)
         if resolved is not None:
             jar, _oid, klass = resolved
-            self._zfed_resolved[stub_oid] = (jar, jar.oid_for(stub.kind, new_key), klass)
+            kind = decode_entry(self.index_get("stubs_by_oid", stub_oid))[2]
+            self._zfed_resolved[stub_oid] = (jar, jar.oid_for(kind, new_key), klass)
+
+    def _write_retargets(self) -> None:
+        """Rewrite the stubs :meth:`retarget_stub` recorded, as part of this transaction."""
+        retargets, self._zfed_retargets = self._zfed_retargets, {}
+        for stub_oid, (old, new, new_key) in retargets.items():
+            stub = self.get(stub_oid)
+            stub.key = new_key  # registers: the stub record is stored with its new key
+            self.index_later("stubs_by_target", old, None)
+            if self.index_get("stubs_by_target", new) is None:
+                self.index_later("stubs_by_target", new, stub_oid)
+            self.index_later("stubs_by_oid", stub_oid, encode_entry(stub.entry()))
 
     def ghost(self, oid: bytes, klass: type) -> Any:
         """A ghost of this member's object ``oid`` of class ``klass``, without loading it."""

@@ -308,11 +308,8 @@ class Manager:
 
         Called when a foreign record was found under a new key.  The rewrite
         is saved when the transaction commits; if it is aborted, the record
-        is followed again next time.  Nothing is rewritten once the commit
-        has begun (the members may have voted already).
+        is followed again next time.
         """
-        if self.transaction_manager.get().status != "Active":
-            return
         old_target = target_key(member.member_id, member.kind, old)
         new_target = target_key(member.member_id, member.kind, new)
         for jar in self._jars.values():

@@ -115,3 +115,14 @@ def test_reindex_keeps_stable_ids(fed, people):
     with fed.open() as conn:
         assert conn.root("main")["bob"].link.name == "Bob"
         transaction.abort()
+
+
+def test_reading_a_renamed_record_joins_no_transaction(fed, people):
+    """Following a rename only reads: the manager closes without a commit or an abort."""
+    people.rename(1, 5)
+    with fed.open() as conn:
+        assert conn.root("main")["ada"].link.name == "Ada"
+        assert all(jar._needs_to_join for jar in conn._jars.values())
+    with fed.open() as conn:
+        assert sorted(s.target.key for s in conn.stubs("main")) == [1, 2]
+        transaction.abort()
