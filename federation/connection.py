@@ -32,7 +32,7 @@ from ZEO.Exceptions import ClientDisconnected
 from ZODB.Connection import Connection, TransactionMetaData
 from ZODB.POSException import ConflictError, POSKeyError, ReadOnlyHistoryError
 from ZODB.serialize import ObjectReader, ObjectWriter
-from ZODB.utils import u64, z64
+from ZODB.utils import p64, u64, z64
 from zodbpickle import binary
 
 from federation.catalog import (
@@ -57,6 +57,8 @@ from federation.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from federation.manager import Manager
 
 #: Storage errors that mean "the member went away", not "the data is bad".
@@ -511,7 +513,7 @@ class FederatedConnection(Connection):
                 return Unreachable(stub_oid, error)
             self._zfed_resolved[stub_oid] = resolved
         jar, oid, klass = resolved
-        return jar.ghost(oid, klass)
+        return jar.ghost_for_stub(oid, klass, self, stub_oid)
 
     def _stub_entry_data(self, stub_oid: bytes) -> bytes | Unreachable:
         """The encoded entry of a stub: from the index (as this transaction leaves it),
@@ -564,6 +566,30 @@ class FederatedConnection(Connection):
     def ghost(self, oid: bytes, klass: type) -> Any:
         """A ghost of this member's object ``oid`` of class ``klass``, without loading it."""
         return self._reader.load_persistent(oid, klass)
+
+    def ghost_for_stub(self, oid: bytes, klass: type, conn: Any, stub_oid: bytes) -> Any:
+        """:meth:`ghost`, for the target of a stub of another member (``conn``)."""
+        return self._reader.load_persistent(oid, klass)
+
+    def stub_targets_near(self, stub_oid: bytes, member_id: str, kind: str,
+                          span: int) -> Iterator[bytes]:
+        """The encoded keys that stubs near ``stub_oid`` name in member ``member_id``.
+
+        "Near" is within ``span`` oids either side: referrers saved together
+        got their stubs together, so a traversal of them is about to reach
+        these targets.  Used to prefetch foreign records in one batch.
+        """
+        catalog = self._catalog()
+        if catalog is None:
+            return
+        number = u64(stub_oid)
+        low, high = p64(max(number - span, 0)), p64(number + span)
+        prefix, kind_text = member_id.encode() + b"\0", kind.encode()
+        for data in catalog.stubs_by_oid.values(min=low, max=high):
+            if data.startswith(prefix):
+                fields = data.split(b"\0", 5)  # see encode_entry
+                if fields[2] == kind_text:
+                    yield fields[5]
 
     def setstate(self, obj: Any) -> None:
         try:

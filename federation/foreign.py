@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import copy
 import uuid as _uuid
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from persistent import PickleCache
@@ -128,7 +129,12 @@ class ForeignJar:
         self.transaction_manager: Any = None
         self.opened: bool | None = None
         self._needs_to_join = True
-        self._unloaded: dict[bytes, Any] = {}     # ghosts not loaded yet: batch candidates
+        # Ghosts not loaded yet: batch candidates (held weakly, as the cache holds ghosts).
+        self._unloaded: weakref.WeakValueDictionary[bytes, Any] = weakref.WeakValueDictionary()
+        # The stub that named the latest ghost: its neighbours in the referrer's stub
+        # index are the likely next targets (see _hinted).
+        self._hint: tuple[Any, bytes] | None = None
+        self._renamed: dict[bytes, bytes] = {}  # old oid -> new oid, followed this transaction
         self._prefetched: dict[bytes, dict[str, Any]] = {}
         self._loaded: dict[bytes, dict[str, Any]] = {}  # record as loaded, to diff on store
         self._reset_transaction()
@@ -178,12 +184,20 @@ class ForeignJar:
 
     def ghost(self, oid: bytes, klass: type | None = None) -> Any:
         """The object with ``oid``, a ghost if not loaded; nothing is read."""
+        oid = self._renamed.get(oid, oid)
         obj = self._cache.get(oid)
         if obj is None:
             cls = self.adapter.klass
             obj = cls.__new__(cls)
             self._cache.new_ghost(oid, obj)
             self._unloaded[oid] = obj
+        return obj
+
+    def ghost_for_stub(self, oid: bytes, klass: type | None, conn: Any, stub_oid: bytes) -> Any:
+        """:meth:`ghost`, for the target of the stub ``stub_oid`` of ZODB member ``conn``."""
+        obj = self.ghost(oid)
+        if obj._p_changed is None:
+            self._hint = (conn, stub_oid)
         return obj
 
     def get(self, oid: bytes) -> Any:
@@ -266,18 +280,46 @@ class ForeignJar:
         obj.__setstate__(self._objects(state))
 
     def _prefetch(self, oid: bytes) -> None:
+        """Load ``oid`` and up to ``batch_size - 1`` likely next records in one round trip.
+
+        Candidates are, in order: ghosts of this member not loaded yet, then
+        the targets of the stubs near, in the referrer's stub index, the stub
+        that named the latest ghost (a traversal of referrers reaches them
+        next, before their ghosts exist).
+        """
+        size = self.adapter.batch_size
         batch = [oid]
         for other, ghost in self._unloaded.items():
-            if len(batch) >= self.adapter.batch_size:
+            if len(batch) >= size:
                 break
             if other != oid and ghost._p_changed is None and other not in self._prefetched:
                 batch.append(other)
+        if len(batch) < size and self._hint is not None:
+            batch.extend(self._hinted(set(batch), size - len(batch)))
         self.load_count += 1
         states = self.adapter.load_many([self._kind.decode(o) for o in batch])
         for key, state in states.items():
             self._prefetched[self._kind.encode(key)] = state
         if self.adapter.can_rename and len(states) < len(batch):
             self._follow([o for o in batch if o not in self._prefetched])
+
+    def _hinted(self, taken: set[bytes], count: int) -> list[bytes]:
+        """Up to ``count`` oids of records that stubs near the hint stub name."""
+        conn, stub_oid = self._hint
+        member = self._zfed_member
+        found = []
+        for key in conn.stub_targets_near(stub_oid, member.member_id, member.kind, count * 4):
+            oid = self._renamed.get(key, key)
+            if oid in taken or oid in self._prefetched:
+                continue
+            cached = self._cache.get(oid)
+            if cached is not None and cached._p_changed is not None:
+                continue  # loaded already
+            taken.add(oid)
+            found.append(oid)
+            if len(found) >= count:
+                break
+        return found
 
     def _follow(self, missing: list[bytes]) -> None:
         """Find records whose keys vanished by their stable ids; move their objects."""
@@ -298,6 +340,7 @@ class ForeignJar:
             if new == old:
                 continue
             self._move(old, new)
+            self._renamed[old] = new
             self._prefetched[new] = state
             if manager is not None:
                 manager._retarget_stubs(member, old, new)
@@ -470,10 +513,16 @@ class ForeignJar:
         self._refresh()
 
     def _refresh(self) -> None:
-        """Forget what was read: the next transaction reads current records."""
+        """Forget what was read: the next transaction reads current records.
+
+        Every object becomes a ghost again, and a batch candidate.
+        """
         self._prefetched.clear()
         self._loaded.clear()
+        self._renamed.clear()
+        self._hint = None
         self._cache.invalidate(list(self._cache.cache_data))
+        self._unloaded.update(self._cache.items())
 
 
 _MISSING = object()
