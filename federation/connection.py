@@ -197,6 +197,8 @@ class FederatedConnection(Connection):
         # The index writes of this transaction, applied at vote (stubs, uuids,
         # splits...): (catalog index name, key) -> value, or None to delete.
         self._zfed_index_ops: dict[tuple[str, bytes], Any] = {}
+        # The renamed stubs this transaction rewrites (see _write_retargets).
+        self._zfed_writing: dict[bytes, tuple[bytes, bytes, bytes]] = {}
         self._zfed_begun = False
         self._zfed_meta: Any = None
         self._zfed_mark = 0
@@ -460,6 +462,9 @@ class FederatedConnection(Connection):
                 self._zfed_stub_of_target[key] = value
             elif index == "uuids":
                 self._zfed_uuid_targets[key] = self._decode_uuid_entry(value)
+        for stub_oid, retarget in self._zfed_writing.items():
+            if self._zfed_retargets.get(stub_oid) == retarget:
+                del self._zfed_retargets[stub_oid]
         self._zfed_reset_pending()
 
     def tpc_abort(self, transaction: Any) -> None:
@@ -488,9 +493,6 @@ class FederatedConnection(Connection):
         if self._needs_to_join and manager is not None and manager._wants_late_join(self):
             self._register()
 
-    def afterCompletion(self, txn: Any) -> None:
-        self._zfed_retargets.clear()  # not committed: followed again next time
-        super().afterCompletion(txn)
 
     # -- reading ------------------------------------------------------------
 
@@ -536,16 +538,19 @@ class FederatedConnection(Connection):
 
         ``new_key`` is the record's new encoded key.  This connection's
         caches follow at once; the stub record and its index entries are
-        rewritten if the transaction commits (:meth:`beforeCompletion`), so
-        a transaction that only read joins nothing and can be closed as
-        usual.  Read-only members and members with no such stub are left
-        alone.
+        rewritten by the next transaction that commits
+        (:meth:`beforeCompletion`), so a transaction that only read joins
+        nothing and can be closed as usual, and an aborted one leaves the
+        rewrite pending.  Read-only members and members with no such stub
+        are left alone.
         """
         stub_oid = self.index_get("stubs_by_target", old)
         if stub_oid is None or self._zfed_member.read_only:
             return
         self._zfed_retargets[stub_oid] = (old, new, new_key)
         self._zfed_stub_of_target.pop(old, None)
+        if self.index_get("stubs_by_target", new) is None:
+            self._zfed_stub_of_target[new] = stub_oid  # new references reuse the stub
         resolved = self._zfed_resolved.get(stub_oid)
         if resolved is not None:
             jar, _oid, klass = resolved
@@ -553,9 +558,12 @@ class FederatedConnection(Connection):
             self._zfed_resolved[stub_oid] = (jar, jar.oid_for(kind, new_key), klass)
 
     def _write_retargets(self) -> None:
-        """Rewrite the stubs :meth:`retarget_stub` recorded, as part of this transaction."""
-        retargets, self._zfed_retargets = self._zfed_retargets, {}
-        for stub_oid, (old, new, new_key) in retargets.items():
+        """Rewrite the stubs :meth:`retarget_stub` recorded, as part of this transaction.
+
+        They stay recorded until the transaction finishes (``tpc_finish``).
+        """
+        self._zfed_writing = dict(self._zfed_retargets)
+        for stub_oid, (old, new, new_key) in self._zfed_writing.items():
             stub = self.get(stub_oid)
             stub.key = new_key  # registers: the stub record is stored with its new key
             self.index_later("stubs_by_target", old, None)
