@@ -23,6 +23,7 @@ so an idle member writes nothing.
 
 from __future__ import annotations
 
+import itertools
 import uuid as _uuid
 from typing import TYPE_CHECKING, Any
 
@@ -580,20 +581,25 @@ class FederatedConnection(Connection):
         return self._reader.load_persistent(oid, klass)
 
     def stub_targets_near(self, stub_oid: bytes, member_id: str, kind: str,
-                          span: int) -> Iterator[bytes]:
+                          scan: int) -> Iterator[bytes]:
         """The encoded keys that stubs near ``stub_oid`` name in member ``member_id``.
 
-        "Near" is within ``span`` oids either side: referrers saved together
-        got their stubs together, so a traversal of them is about to reach
-        these targets.  Used to prefetch foreign records in one batch.
+        Referrers saved together got their stubs together, so a traversal of
+        them is about to reach these targets: first the ``scan`` index
+        entries after ``stub_oid`` (in stub oid order, across commits), then
+        those within ``scan`` oids before it (referrers whose stubs were
+        made in reverse order), then the entries after those, lazily, for as
+        long as the caller reads.  Used to prefetch foreign records in batches.
         """
         catalog = self._catalog()
         if catalog is None:
             return
-        number = u64(stub_oid)
-        low, high = p64(max(number - span, 0)), p64(number + span)
+        tree = catalog.stubs_by_oid
+        low = p64(max(u64(stub_oid) - scan, 0))
+        after = iter(tree.values(min=stub_oid, excludemin=True))
+        before = tree.values(min=low, max=stub_oid, excludemax=True)
         prefix, kind_text = member_id.encode() + b"\0", kind.encode()
-        for data in catalog.stubs_by_oid.values(min=low, max=high):
+        for data in itertools.chain(itertools.islice(after, scan), before, after):
             if data.startswith(prefix):
                 fields = data.split(b"\0", 5)  # see encode_entry
                 if fields[2] == kind_text:

@@ -34,6 +34,7 @@ and takes part in the two-phase commit:
 from __future__ import annotations
 
 import copy
+import itertools
 import uuid as _uuid
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from federation.manager import Manager
+
+#: How many stub index entries per wanted record a prefetch reads at most.
+_HINT_SCAN = 16
 
 #: ``Transaction.data`` key under which the one last resource of a transaction is kept.
 _LAST_RESOURCE = object()
@@ -307,8 +311,9 @@ class ForeignJar:
         """Up to ``count`` oids of records that stubs near the hint stub name."""
         conn, stub_oid = self._hint
         member = self._zfed_member
-        found = []
-        for key in conn.stub_targets_near(stub_oid, member.member_id, member.kind, count * 4):
+        found: list[bytes] = []
+        near = conn.stub_targets_near(stub_oid, member.member_id, member.kind, count * 4)
+        for key in itertools.islice(near, count * _HINT_SCAN):
             oid = self._renamed.get(key, key)
             if oid in taken or oid in self._prefetched:
                 continue
