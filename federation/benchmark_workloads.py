@@ -64,9 +64,9 @@ TITLES = {
 }
 
 NOT_AVAILABLE = {
-    "key_lookup_uid": "n/a: uid keys name foreign records (an LDAP search per lookup, counted "
-                      "in tests/test_adapter_ldap.py); a server round trip has no like-for-like "
-                      "zope.intid baseline",
+    "key_lookup_uid": "n/a: uid keys name directory entries; a cold lookup is two LDAP "
+                      "searches (the DN, then the entry; counted in tests/test_adapter_ldap.py), "
+                      "which no in-process zope.intid baseline compares with",
 }
 
 

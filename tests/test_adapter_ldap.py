@@ -170,11 +170,14 @@ def sample_people(server: SlapdServer, **options: Any) -> Directory:
 
 
 def test_uid_keys_resolve_to_dns(slapd_server, tmp_path):
-    """people:uid:alice is resolved by a search to the entry; unknown uids are KeyNotFound."""
+    """people:uid:alice costs one search for the DN and one for the entry; unknown uids are
+    KeyNotFound."""
     members = {"main": (tmp_path / "main.fs").as_uri(), "people": sample_people(slapd_server)}
     with federation.open(members) as fed, fed.open() as conn:
+        before = searches(conn)
         alice = conn.get("people:uid:alice")
         assert alice.name == "Alice Archer"
+        assert searches(conn) - before == 2
         assert conn.ref(alice) == federation.Ref(
             "people", "dn", f"uid=alice,ou=people,{slapd_server.base_dn}")
         assert conn.get(conn.ref(alice)) is alice
