@@ -124,7 +124,8 @@ def report(results: dict[str, Any]) -> str:
                 f"{work['refs']} references: one referrer per row "
                 f"{work['referrers_round_trips']:.0f} ({work['referrers_us']:.1f} µs/ref), "
                 f"holders of 100 {work['holders_round_trips']:.0f} "
-                f"({work['holders_us']:.1f} µs/ref); a ZODB member: {work['refs']} loads")
+                f"({work['holders_us']:.1f} µs/ref); a ZODB member: {work['refs']} loads; "
+                f"target at most {work['target']}: {'met' if work['met'] else 'MISSED'}")
     baselines = {work["baseline_name"] for name, work in results["workloads"].items()
                  if name.startswith("key_lookup") and work["kind"] == "comparison"}
     notes += [f"key lookup baseline: {name}" for name in sorted(baselines)]

@@ -394,6 +394,9 @@ def foreign(base: Path, cfg: Settings) -> dict[str, dict[str, Any]]:
                 result["batch_size"] = jar.adapter.batch_size
         result[f"{shape}_round_trips"] = statistics.median(trips)
         result[f"{shape}_us"] = statistics.median(seconds) / cfg.n * 1e6
+    result["target"] = math.ceil(cfg.n / result["batch_size"])
+    result["met"] = max(result["referrers_round_trips"],
+                        result["holders_round_trips"]) <= result["target"]
     return {"foreign_round_trips": result}
 
 
