@@ -10,9 +10,6 @@ from __future__ import annotations
 import math
 import re
 import subprocess
-import sys
-import types
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +20,7 @@ import federation
 from federation.adapters.ldap import Attribute, Directory, Entries
 from federation.resolvers.dn import DN
 from tests.conformance import AdapterConformance, ForeignFixture
+from tests.helpers import run_docs_page
 from tests.ldap_helpers import (  # noqa: F401 - fixture ou
     Account,
     admin,
@@ -39,8 +37,6 @@ from tests.models import Item, Person
 from tests.servers.slapd import SlapdServer, running_slapd
 
 pytestmark = pytest.mark.server
-
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 # -- conformance ------------------------------------------------------------------
@@ -354,16 +350,6 @@ def test_rejected_write_undoes_the_writes_before_it(slapd_server, ou, tmp_path):
 
 def test_docs_page_runs(slapd_server, ou, monkeypatch, tmp_path):
     """docs/ldap.md's Python blocks run in order, with the test directory's URI, admin and base."""
-    monkeypatch.chdir(tmp_path)
-    module = types.ModuleType("docs_ldap")  # classes the page defines pickle as docs_ldap.Class
-    monkeypatch.setitem(sys.modules, "docs_ldap", module)
-    module.__dict__.update(LDAP_URI=slapd_server.uri, ADMIN_DN=slapd_server.admin_dn,
-                           ADMIN_PASSWORD=slapd_server.admin_password, BASE_DN=ou)
-    blocks = re.findall(r"^```python\n(.*?)^```", (DOCS / "ldap.md").read_text(),
-                        re.DOTALL | re.MULTILINE)
-    assert blocks
-    try:
-        for number, code in enumerate(blocks, start=1):
-            exec(compile(code, f"ldap.md, block {number}", "exec"), module.__dict__)
-    finally:
-        transaction.abort()
+    run_docs_page("ldap.md", monkeypatch, tmp_path, LDAP_URI=slapd_server.uri,
+                  ADMIN_DN=slapd_server.admin_dn, ADMIN_PASSWORD=slapd_server.admin_password,
+                  BASE_DN=ou)
