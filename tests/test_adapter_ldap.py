@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,12 +97,17 @@ NAMES = ["a,b", "a\\b", "a+b", "#start", " lead", "trail ", "x=y", "cn=a\\,b", '
          "*)(uid=*", "Zoë"]
 
 
+def named_members(server: SlapdServer, base: str, tmp_path: Path) -> dict[str, Any]:
+    """'main' and a member 'people' of Named entries below ``base``, named by their cn."""
+    entries = Entries(Named, base=base, object_classes=("inetOrgPerson",), rdn="cn",
+                      attributes={"name": "cn"}, on_create={"sn": "-"})
+    return {"main": (tmp_path / "main.fs").as_uri(),
+            "people": directory(server, "people", entries)}
+
+
 def test_rdn_values_are_escaped_and_round_trip(slapd_server, ou, tmp_path):
     """Entries named by values with DN syntax in them are created, reopened and found by Ref."""
-    entries = Entries(Named, base=ou, object_classes=("inetOrgPerson",), rdn="cn",
-                      attributes={"name": "cn"}, on_create={"sn": "-"})
-    members = {"main": (tmp_path / "main.fs").as_uri(),
-               "people": directory(slapd_server, "people", entries)}
+    members = named_members(slapd_server, ou, tmp_path)
     with federation.open(members) as fed, fed.open() as conn:
         refs = {}
         for name in NAMES:
@@ -138,10 +144,7 @@ def test_find_with_filter_syntax_returns_only_the_exact_entry(slapd_server, ou, 
 
 def test_changing_the_naming_attribute_is_a_clear_error(slapd_server, ou, tmp_path):
     """Changing the value an entry is named by fails naming member and DN; the entry stays."""
-    entries = Entries(Named, base=ou, object_classes=("inetOrgPerson",), rdn="cn",
-                      attributes={"name": "cn"}, on_create={"sn": "-"})
-    members = {"main": (tmp_path / "main.fs").as_uri(),
-               "people": directory(slapd_server, "people", entries)}
+    members = named_members(slapd_server, ou, tmp_path)
     with federation.open(members) as fed, fed.open() as conn:
         with pytest.raises(federation.FederationError, match="'people' cannot name a new entry"):
             conn.add(Named(None), "people")

@@ -56,6 +56,21 @@ def link_to(members: dict[str, Any], dn: str) -> None:
         transaction.commit()
 
 
+def linked_then_renamed(server: SlapdServer, base: str,
+                        tmp_path: Path) -> tuple[dict[str, Any], str, str]:
+    """Seed uid=p1 (Ada), link root['link'] to it, then rename it to uid=ada elsewhere.
+
+    Returns the members, the old DN and the new DN.
+    """
+    seeder(server, base)(1, {"name": "Ada"})
+    members = members_of(server, base, tmp_path)
+    old, new = f"uid=p1,{base}", f"uid=ada,{base}"
+    link_to(members, old)
+    with admin(server) as ldap:
+        ldap.modify_dn(old, "uid=ada")
+    return members, old, new
+
+
 def stub_targets(conn: federation.Manager) -> list[federation.Ref | None]:
     """The targets of the stubs of 'main', sorted by their text."""
     return sorted((stub.target for stub in conn.stubs("main")), key=str)
@@ -151,12 +166,7 @@ def test_entry_renamed_by_another_client_while_a_manager_is_open(slapd_server, t
 def test_aborted_follow_leaves_the_stub_and_is_followed_again(slapd_server, ou, tmp_path):
     """A transaction that followed a rename and was aborted leaves the stub's old DN; a
     federation opened anew follows the rename again (the batch search, then the follow)."""
-    seeder(slapd_server, ou)(1, {"name": "Ada"})
-    members = members_of(slapd_server, ou, tmp_path)
-    old, new = f"uid=p1,{ou}", f"uid=ada,{ou}"
-    link_to(members, old)
-    with admin(slapd_server) as ldap:
-        ldap.modify_dn(old, "uid=ada")
+    members, old, new = linked_then_renamed(slapd_server, ou, tmp_path)
     for _ in range(2):
         with federation.open(members) as fed, fed.open() as conn:
             before = searches(conn)
@@ -171,12 +181,7 @@ def test_aborted_follow_leaves_the_stub_and_is_followed_again(slapd_server, ou, 
 def test_aborted_follow_is_rewritten_by_the_next_commit(slapd_server, ou, tmp_path):
     """After an aborted follow, the next commit rewrites the stub (it stays pending): saving
     the referrer then keeps the one stub, naming the new DN (no second stub for it)."""
-    seeder(slapd_server, ou)(1, {"name": "Ada"})
-    members = members_of(slapd_server, ou, tmp_path)
-    old, new = f"uid=p1,{ou}", f"uid=ada,{ou}"
-    link_to(members, old)
-    with admin(slapd_server) as ldap:
-        ldap.modify_dn(old, "uid=ada")
+    members, _old, new = linked_then_renamed(slapd_server, ou, tmp_path)
     with federation.open(members) as fed, fed.open() as conn:
         ada = conn.root("main")["link"].link
         assert ada.name == "Ada"
