@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from federation.manager import Manager
 
 #: How many stub index entries per wanted record a prefetch reads at most.
-_HINT_SCAN = 16
+_HINT_SCAN = 64
 
 #: ``Transaction.data`` key under which the one last resource of a transaction is kept.
 _LAST_RESOURCE = object()
