@@ -109,13 +109,15 @@ class FederatedReader(ObjectReader):
         return super().load_persistent(oid, klass)
 
 
+_BTREES_MODULES = [module for family in (BTrees.family32, BTrees.family64)
+                   for module in (family.OO, family.OI, family.IO, family.II, family.IF)]
+
 #: BTrees' bucket and set classes: their state is ``(items,)`` or ``(items, next bucket)``.
-_BUCKETS = frozenset(
-    cls
-    for family in (BTrees.family32, BTrees.family64)
-    for module in (family.OO, family.OI, family.IO, family.II, family.IF)
-    for cls in (module.Bucket, module.Set)
-)
+_BUCKETS = frozenset(cls for module in _BTREES_MODULES for cls in (module.Bucket, module.Set))
+
+#: BTrees' persistent classes: their state is their items, never their ``__dict__``.
+_BTREES_TYPES = tuple({cls for module in _BTREES_MODULES
+                       for cls in (module.BTree, module.Bucket, module.Set, module.TreeSet)})
 
 #: Types that pickle without any persistent reference inside.
 _PLAIN = frozenset({bytes, str, int, float, bool, type(None)})
@@ -287,13 +289,14 @@ class FederatedConnection(Connection):
             raise FederationError(f"{obj!r} is not an object of member {self._zfed_member.name!r}.")
         if obj._p_changed is None:
             obj._p_activate()
-        state = getattr(obj, "__dict__", None)
+        # A BTree subclass has a __dict__, but its records keep only its items.
+        state = None if isinstance(obj, _BTREES_TYPES) else getattr(obj, "__dict__", None)
         if state is None:
             if on_store:
                 return b""
             raise FederationError(
                 f"Member {self._zfed_member.name!r} names its objects by uuid, but "
-                f"{type(obj).__qualname__} objects have no __dict__ to keep one in; "
+                f"{type(obj).__qualname__} objects do not store a __dict__ to keep one in; "
                 "reference a containing object instead."
             )
         value = state.get(UUID_ATTRIBUTE)

@@ -7,6 +7,7 @@ import uuid
 import pytest
 import transaction
 import ZODB
+from BTrees.OOBTree import OOBTree
 from ZODB.FileStorage import FileStorage
 from ZODB.POSException import POSKeyError
 
@@ -62,6 +63,28 @@ def test_uuid_lookup_reads_each_record_once(uuid_fed, uris):
         finally:
             del storage.load
         assert loads.count(page._p_oid) == 1
+        transaction.abort()
+
+
+class Folder(OOBTree):
+    """A BTree subclass: it has a __dict__, but its records keep only its items."""
+
+
+def test_uuid_index_names_only_objects_that_keep_their_uuid(uuid_fed):
+    """BTrees (the catalog's indexes too) get no uuid, as their records could not keep it."""
+    with uuid_fed.open() as conn:
+        main = conn.root("main")
+        main["folder"] = Folder()
+        main["tree"] = OOBTree({f"k{i}": Item(f"t{i}") for i in range(300)})
+        page_and_note(conn)
+        transaction.commit()
+        catalog = conn.jar("main")._catalog()
+        assert len(catalog.uuids) == 301  # the page and the 300 items
+        for value in catalog.uuids:
+            assert conn.lookup(uuid.UUID(bytes=value)) is not None
+        with pytest.raises(federation.FederationError, match="Folder objects do not store"):
+            conn.root("notes")["folder link"] = main["folder"]
+            transaction.commit()
         transaction.abort()
 
 
