@@ -182,7 +182,7 @@ class FederatedWriter(ObjectWriter):
 
         The pickler asks :meth:`persistent_id` about every object it
         pickles, so a bucket costs a Python call per key and per value.
-        When they are all plain data (every index bucket of the catalog is),
+        When they are all plain data (as in the stub and uuid indexes),
         the only reference is the next bucket, and a dictionary lookup
         answers instead: rewriting an index bucket then costs C speed.
         """
