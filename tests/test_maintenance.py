@@ -154,16 +154,23 @@ def test_references_survive_zodbconvert(fed, conn, uris, tmp_path):
         fed2.close()
 
 
+def _orphan_only_notes_reference(fed: federation.Federation, title: str) -> bytes:
+    """The oid of a new object of 'main' that only an object of 'notes' references."""
+    conn = fed.open()
+    try:
+        orphan = Item(title)
+        conn.add(orphan, "main")
+        transaction.commit()
+        conn.root("notes")["note"] = Item("note", link=orphan)
+        transaction.commit()
+        return orphan._p_oid
+    finally:
+        conn.close()
+
+
 def test_pack_keeps_objects_only_other_members_reference(fed, uris):
     """fed.pack() keeps an object that only another member references; plain pack would not."""
-    conn = fed.open()
-    orphan = Item("only referenced from notes")
-    conn.add(orphan, "main")
-    transaction.commit()
-    conn.root("notes")["note"] = Item("note", link=orphan)
-    transaction.commit()
-    oid = orphan._p_oid
-    conn.close()
+    oid = _orphan_only_notes_reference(fed, "only referenced from notes")
 
     reports = fed.pack()
     assert reports["notes"].stubs == 1
@@ -189,14 +196,7 @@ def test_pack_keeps_objects_only_other_members_reference(fed, uris):
 def test_plain_pack_loses_what_federation_pack_keeps(uris):
     """The hazard fed.pack() removes: a plain ZODB pack collects a cross-member-only target."""
     fed = federation.open(uris)
-    conn = fed.open()
-    orphan = Item("orphan")
-    conn.add(orphan, "main")
-    transaction.commit()
-    conn.root("notes")["note"] = Item("note", link=orphan)
-    transaction.commit()
-    oid = orphan._p_oid
-    conn.close()
+    oid = _orphan_only_notes_reference(fed, "orphan")
     fed.close()
 
     db = ZODB.DB(FileStorage(uris["main"].removeprefix("file://")))
