@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from federation import resolvers
-from federation.errors import FederationError, KeyNotFound
+from federation.errors import CommitFenced, FederationError, KeyNotFound
 
 Validator = Callable[[dict[str, Any]], str | None]
 
@@ -45,6 +45,7 @@ class MemoryDatabase:
         self.stable_ids: dict[Any, str] = {}  # key -> stable id, kept through renames
         self.prepared: dict[str, list[tuple[str, Any, dict[str, Any] | None]]] = {}
         self.prepared_at: dict[str, float] = {}
+        self.outcomes: dict[str, bool] = {}  # global transaction id -> committed (last resource)
         self.round_trips = 0
         self.lock = threading.Lock()
         self._last_integer = 0
@@ -168,13 +169,19 @@ class MemoryAdapter:
 
     def commit(self) -> None:
         with self.db.lock:
-            ops = self.db.prepared.pop(self._xid) if self.two_phase else self._ops
+            prepared = self.db.prepared.pop(self._xid, None) if self.two_phase else None
+            ops = prepared if prepared is not None else self._ops  # else one-phase
             self._apply(ops)
         self._ops = []
 
     def _apply(self, ops: list[tuple[str, Any, dict[str, Any] | None]]) -> None:
         for op, key, state in ops:
-            if op == "delete":
+            if op == "outcome":
+                if key in self.db.outcomes:
+                    raise CommitFenced(f"Member {self.db.name!r}: transaction {key} was settled "
+                                       "by recovery before it could commit.")
+                self.db.outcomes[key] = True
+            elif op == "delete":
                 self.db.records.pop(key, None)
                 self.db.stable_ids.pop(key, None)
             elif op == "create":
@@ -199,6 +206,21 @@ class MemoryAdapter:
             ops = self.db.prepared.pop(xid)
             if commit:
                 self._apply(ops)
+
+    def record_outcome(self, gid: str) -> None:
+        with self.db.lock:
+            if gid in self.db.outcomes:
+                raise CommitFenced(f"Member {self.db.name!r}: transaction {gid} was settled by "
+                                   "recovery before it could commit; nothing was written.")
+        self._ops.append(("outcome", gid, None))
+
+    def outcome(self, gid: str) -> bool | None:
+        with self.db.lock:
+            return self.db.outcomes.get(gid)
+
+    def fence(self, gid: str) -> bool:
+        with self.db.lock:
+            return self.db.outcomes.setdefault(gid, False)
 
     def close(self) -> None:
         self._ops = []

@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from federation import resolvers
-from federation.errors import ConfigurationError, FederationError, KeyNotFound, MemberUnavailable
+from federation.errors import (
+    CommitFenced,
+    ConfigurationError,
+    FederationError,
+    KeyNotFound,
+    MemberUnavailable,
+)
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -288,6 +294,36 @@ class SqlAdapter:
             self._call(writer.tpc_commit if commit else writer.tpc_rollback, xid)
         finally:
             writer.close()
+
+    # -- outcomes of a last resource (see federation.interfaces.OutcomeRecording) --
+
+    _OUTCOMES = ("CREATE TABLE IF NOT EXISTS zfed_commits "
+                 "(gid TEXT PRIMARY KEY, outcome TEXT NOT NULL)")
+
+    def record_outcome(self, gid: str) -> None:
+        self._execute(self._OUTCOMES, connection=self._writer)
+        try:
+            self._writer.execute(
+                "INSERT INTO zfed_commits (gid, outcome) VALUES (?, 'committed')"
+                .replace("?", self._mark), (gid,))
+        except Exception as error:
+            if _is_data_error(error):
+                raise CommitFenced(
+                    f"Member {self.db.member!r}: transaction {gid} was settled by recovery "
+                    "in another process before it could commit; nothing was written."
+                ) from error
+            raise
+
+    def outcome(self, gid: str) -> bool | None:
+        self._execute(self._OUTCOMES)
+        row = self._execute("SELECT outcome FROM zfed_commits WHERE gid = ?", (gid,)).fetchone()
+        return None if row is None else row[0] == "committed"
+
+    def fence(self, gid: str) -> bool:
+        self._execute(self._OUTCOMES)
+        self._execute("INSERT INTO zfed_commits (gid, outcome) VALUES (?, 'aborted') "
+                      "ON CONFLICT (gid) DO NOTHING", (gid,))
+        return bool(self.outcome(gid))
 
     def close(self) -> None:
         self._close_writer()

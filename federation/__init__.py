@@ -12,9 +12,11 @@
 
 from federation.errors import (
     AmbiguousPlacement,
+    CommitFenced,
     ConfigurationError,
     DanglingStub,
     FederationError,
+    InDoubtTransactions,
     InvalidKey,
     KeyNotFound,
     MemberUnavailable,
@@ -29,10 +31,12 @@ from federation.split import Split, SplitObject
 
 __all__ = [
     "AmbiguousPlacement",
+    "CommitFenced",
     "ConfigurationError",
     "DanglingStub",
     "Federation",
     "FederationError",
+    "InDoubtTransactions",
     "InvalidKey",
     "KeyNotFound",
     "Manager",

@@ -10,15 +10,16 @@ reader and writer know the other members:
   the stub from the catalog's index buckets and caching the answer, so that
   reading a referrer costs no extra round trip per target.
 
-Index updates are never applied while objects are being serialized (a
-bucket written earlier in the same commit would lose them): they are kept
-as pending entries and applied at the start of ``tpc_vote``, after every
-member's ``commit``, and the records they touched are stored then.  For the
-same reason a member that may receive such late work (``uuid`` members,
-placement targets, secondaries of split objects) joins the transaction in
-``beforeCompletion`` whenever another member of its manager has joined;
-its storage's ``tpc_begin`` is deferred until it has something to store,
-so an idle member writes nothing.
+In a federation the connection does not join transactions itself: it joins
+its manager's commit coordinator (:mod:`federation.coordinator`), which
+drives it through the phases of :class:`federation.interfaces.Participant`.
+While the coordinator collects, stores go to a buffer
+(:mod:`federation.branch`), so no commit lock is held until every member's
+late work is known.  Index updates are never applied while objects are
+being serialized (a bucket written earlier in the same commit would lose
+them): they are kept as pending entries and applied after the objects
+(``apply_index_ops``), and the records they touched are stored then.  A
+connection without a manager (``DB.open()``) commits as plain ZODB does.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from ZODB.serialize import ObjectReader, ObjectWriter
 from ZODB.utils import p64, u64, z64
 from zodbpickle import binary
 
+from federation import journal
+from federation.branch import StoreBuffer
 from federation.catalog import (
     CATALOG_ATTRIBUTE,
     UUID_ATTRIBUTE,
@@ -57,6 +60,7 @@ from federation.errors import (
     MemberUnavailable,
     ReadOnlyMember,
 )
+from federation.journal import JournalEntry
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -164,6 +168,7 @@ class FederatedWriter(ObjectWriter):
             ops["stubs_by_oid", stub_oid] = data
             if stable_id is not None:
                 ops["stable_ids", stub_oid] = stable_id
+            own._zfed_ops_version += 1
         return binary(stub_oid), Stub
 
     def serialize(self, obj: Any) -> bytes:
@@ -173,7 +178,8 @@ class FederatedWriter(ObjectWriter):
         # In uuid members every stored object gets its uuid before it is written;
         # not the root, nor our own records, nor anything before the catalog exists.
         if (jar._zfed_member.kind == "uuid" and obj._p_oid != z64
-                and not isinstance(obj, (Catalog, Stub)) and jar._catalog() is not None):
+                and not isinstance(obj, (Catalog, Stub, JournalEntry))
+                and jar._catalog() is not None):
             jar._ensure_uuid(obj, on_store=True)
         return super().serialize(obj)
 
@@ -238,8 +244,12 @@ class FederatedConnection(Connection):
         # The renamed stubs this transaction rewrites (see _write_retargets).
         self._zfed_writing: dict[bytes, tuple[bytes, bytes, bytes]] = {}
         self._zfed_begun = False
-        self._zfed_meta: Any = None
-        self._zfed_mark = 0
+        self._zfed_buffer: StoreBuffer | None = None
+        self._zfed_collected = False
+        self._zfed_mark = 0  # registered objects stored so far
+        self._zfed_ops_version = 0  # bumped by index_later
+        self._zfed_applied = 0  # the version apply_index_ops wrote
+        self._zfed_reapply = False  # True once it wrote in this commit
 
     def _catalog(self) -> Catalog | None:
         if self._zfed_catalog_obj is None:
@@ -383,6 +393,7 @@ class FederatedConnection(Connection):
         """
         self._require_catalog("record index entries")
         self._zfed_index_ops[index, key] = value
+        self._zfed_ops_version += 1
         self._register()
 
     def index_get(self, index: str, key: bytes) -> Any:
@@ -425,10 +436,16 @@ class FederatedConnection(Connection):
         """
         self._storage.store(oid, z64, stub_record(state), "", self._zfed_storing)
 
-    def _store_registered(self, transaction: Any, start: int) -> None:
-        """Store registered objects from position ``start`` on, and what they add."""
+    def _store_registered(self, transaction: Any, start: int,
+                          again: list[Any] | None = None) -> None:
+        """Store registered objects from position ``start`` on, and what they add.
+
+        ``again`` are objects stored earlier in this commit to store once more.
+        """
         self._zfed_storing = transaction
         self._added_during_commit = []
+        for obj in again or ():
+            self._store_objects(FederatedWriter(obj), transaction)
         registered = self._registered_objects
         index = start
         while index < len(registered):
@@ -448,48 +465,144 @@ class FederatedConnection(Connection):
         for obj in self._added_during_commit:
             self._store_objects(FederatedWriter(obj), transaction)
         self._added_during_commit = None
+        self._zfed_mark = len(registered)
 
-    # -- two-phase commit ---------------------------------------------------
+    # -- taking part in a federated commit (see interfaces.Participant) -------
+
+    commit_style = "zodb"
+
+    @property
+    def member(self) -> Any:
+        return self._zfed_member
+
+    @property
+    def member_name(self) -> str:
+        return self._zfed_member.name
+
+    def lock_key(self) -> str:
+        return f"zodb:{self._normal_storage.sortKey()}"
+
+    def _register(self, obj: Any = None) -> None:
+        manager = self._zfed_manager
+        if manager is None:
+            super()._register(obj)  # a plain ZODB connection: it joins the transaction
+            return
+        if self._needs_to_join:
+            manager.coordinator.join(self)  # before the change: joining may take a savepoint
+            self._needs_to_join = False
+        if obj is not None:
+            self._registered_objects.append(obj)
 
     def tpc_begin(self, transaction: Any) -> None:
-        # Connection.tpc_begin, with the storage's tpc_begin deferred to _begin().
+        # Connection.tpc_begin; in a federation the storage's own tpc_begin waits
+        # for begin_branch(), and stores go to a buffer until then.
         self._modified = []
         meta = TransactionMetaData(transaction.user, transaction.description,
                                    transaction.extension)
         transaction.set_data(self, meta)
         self._creating.clear()
-        self._zfed_meta = meta
-        self._zfed_begun = False
-
-    def _begin(self) -> None:
-        if not self._zfed_begun:
-            self._normal_storage.tpc_begin(self._zfed_meta)
+        self._zfed_collected = False
+        if self._zfed_manager is None:
+            self._normal_storage.tpc_begin(meta)
             self._zfed_begun = True
+            return
+        buffer = StoreBuffer(self._normal_storage, self._zfed_member.name)
+        if self._storage is self._normal_storage:
+            self._storage = buffer
+        self._normal_storage = self._zfed_buffer = buffer
 
-    def commit(self, transaction: Any) -> None:
-        if (self._registered_objects or self._savepoint_storage is not None
-                or self._readCurrent or self._import):
-            has_changes = self._registered_objects or self._savepoint_storage is not None
-            if self._zfed_member.read_only and has_changes:
-                changed = ", ".join(repr(obj) for obj in self._registered_objects[:3])
-                raise ReadOnlyMember(
-                    f"Member {self._zfed_member.name!r} is read-only, but these of its objects "
-                    f"were changed: {changed or 'objects saved in a savepoint'}."
-                )
-            self._begin()
-            super().commit(transaction)
-        self._zfed_mark = len(self._registered_objects)
+    def _unbuffer(self) -> None:
+        """Put the real storage back in place of the buffer."""
+        buffer, self._zfed_buffer = self._zfed_buffer, None
+        if buffer is not None:
+            if self._storage is buffer:
+                self._storage = buffer.storage
+            self._normal_storage = buffer.storage
+
+    def _check_writable(self) -> None:
+        if self._zfed_member.read_only and (self._registered_objects
+                                            or self._savepoint_storage is not None):
+            changed = ", ".join(repr(obj) for obj in self._registered_objects[:3])
+            raise ReadOnlyMember(
+                f"Member {self._zfed_member.name!r} is read-only, but these of its objects "
+                f"were changed: {changed or 'objects saved in a savepoint'}."
+            )
+
+    def collect(self, transaction: Any) -> bool:
+        if not self._zfed_collected:
+            self._zfed_collected = True
+            if not (self._registered_objects or self._savepoint_storage is not None
+                    or self._readCurrent or self._import):
+                return False
+            self._check_writable()
+            Connection.commit(self, transaction)
+            self._zfed_mark = len(self._registered_objects)  # a savepoint commit empties it
+            return True
+        if self._zfed_mark < len(self._registered_objects):
+            self._check_writable()
+            self._store_registered(transaction.data(self), self._zfed_mark)
+            return True
+        return False
+
+    def apply_index_ops(self, transaction: Any) -> bool:
+        """Write the pending index entries, and store what they changed."""
+        if self._zfed_ops_version == self._zfed_applied:
+            return False
+        meta = transaction.data(self)
+        again, self._zfed_reapply = self._zfed_reapply, True
+        self._apply_pending()
+        self._zfed_applied = self._zfed_ops_version
+        if again and self._zfed_buffer is not None:
+            # Index records already stored in this commit changed once more: store them again.
+            stored = [self._cache.get(oid) for oid in self._zfed_buffer.records]
+            self._store_registered(meta, self._zfed_mark, [
+                obj for obj in stored
+                if isinstance(obj, (Catalog, *_BTREES_TYPES)) and obj._p_changed])
+        else:
+            self._store_registered(meta, self._zfed_mark)
+        return True
+
+    def has_writes(self) -> bool:
+        buffer = self._zfed_buffer
+        return buffer is not None and bool(
+            buffer.records or (buffer.checks and not self._zfed_member.read_only))
+
+    def branch_size(self) -> int:
+        return self._zfed_buffer.size if self._zfed_buffer is not None else 0
+
+    def journal_branch(self, transaction: Any, gid: str, xid: str) -> dict[str, Any]:
+        buffer = self._zfed_buffer
+        assert buffer is not None
+        marker = self.new_oid()
+        buffer.store(marker, z64, journal.marker_record(gid), "", None)
+        member = self._zfed_member
+        return {"kind": "zodb", "member_id": member.member_id, "name": member.name,
+                "marker": marker, "records": buffer.redo_records()}
+
+    def begin_branch(self, transaction: Any, xid: str) -> None:
+        buffer = self._zfed_buffer
+        assert buffer is not None
+        self._unbuffer()
+        meta = transaction.data(self)
+        self._normal_storage.tpc_begin(meta)
+        self._zfed_begun = True
+        buffer.replay(meta, self._cache.invalidate)
 
     def tpc_vote(self, transaction: Any) -> None:
-        late = self._zfed_mark < len(self._registered_objects)
-        if self._zfed_index_ops or late:
-            self._begin()
-            self._apply_pending()
-            self._store_registered(transaction.data(self), self._zfed_mark)
-        if self._zfed_begun:
-            super().tpc_vote(transaction)
+        # Called by transaction itself only when this connection has no manager.
+        self.apply_index_ops(transaction)
+        super().tpc_vote(transaction)
+
+    def prepare(self, transaction: Any) -> None:
+        super().tpc_vote(transaction)
+
+    vote_one_phase = prepare
+
+    def commit_last(self, transaction: Any, gid: str) -> None:
+        raise AssertionError("a ZODB member is never the last resource")
 
     def tpc_finish(self, transaction: Any) -> None:
+        self._unbuffer()
         if self._zfed_begun:
             super().tpc_finish(transaction)
         else:
@@ -507,10 +620,13 @@ class FederatedConnection(Connection):
         self._zfed_reset_pending()
 
     def tpc_abort(self, transaction: Any) -> None:
+        self._unbuffer()
         self._zfed_reset_pending()
+        self._abort()  # what transaction's abort() does first for a resource that did not vote
         super().tpc_abort(transaction)
 
     def abort(self, transaction: Any) -> None:
+        self._unbuffer()
         self._zfed_reset_pending()
         super().abort(transaction)
 
@@ -523,15 +639,12 @@ class FederatedConnection(Connection):
         zodb_state, index_ops = state
         super()._rollback_savepoint(zodb_state)
         self._zfed_index_ops = dict(index_ops)
+        self._zfed_ops_version += 1
 
     def beforeCompletion(self, txn: Any) -> None:
         super().beforeCompletion(txn)
         if self._zfed_retargets:
             self._write_retargets()
-        manager = self._zfed_manager
-        if self._needs_to_join and manager is not None and manager._wants_late_join(self):
-            self._register()
-
 
     # -- reading ------------------------------------------------------------
 

@@ -89,3 +89,20 @@ class DanglingStub(FederationError, KeyError):
 
 class ReadOnlyMember(FederationError):
     """A change was made to an object of a member opened read-only."""
+
+
+class CommitFenced(FederationError, TransientError):
+    """Recovery in another process settled a transaction before this one could commit it."""
+
+
+class InDoubtTransactions(FederationError):
+    """Recovery found transactions it cannot settle without an operator's decision."""
+
+    def __init__(self, in_doubt: list[Any]) -> None:
+        self.in_doubt = in_doubt
+        listed = "; ".join(str(item) for item in in_doubt[:5])
+        more = f" (and {len(in_doubt) - 5} more)" if len(in_doubt) > 5 else ""
+        super().__init__(
+            f"{len(in_doubt)} transaction(s) over several members are in doubt: {listed}{more}. "
+            "Run 'zfed recover CONFIG' to see them and settle each with --commit or --abort."
+        )

@@ -10,10 +10,10 @@ from typing import Any
 from ZODB.DB import DB
 from ZODB.interfaces import IStorage
 
-from federation import maintenance, resolvers
+from federation import maintenance, recovery, resolvers
 from federation.adapters.zodb import ZodbMember
 from federation.connection import FederatedConnection
-from federation.errors import ConfigurationError, UnknownMember
+from federation.errors import ConfigurationError, InDoubtTransactions, UnknownMember
 from federation.foreign import ForeignMember
 from federation.maintenance import ReindexReport
 from federation.manager import Manager, default_transaction_manager
@@ -35,11 +35,14 @@ class Federation:
     """
 
     def __init__(self, members: Mapping[str, Any], *,
-                 placement: Mapping[type | str, str] | None = None) -> None:
+                 placement: Mapping[type | str, str] | None = None,
+                 recover: bool = True) -> None:
         if not members:
             raise ConfigurationError("A federation needs at least one member.")
         self.members: dict[str, ZodbMember | ForeignMember] = {}
         self._placement: dict[str, str] = {}
+        self.journal_queue = recovery.JournalQueue()
+        self._idle: list[dict[str, FederatedConnection]] = []
         try:
             for name, spec in members.items():
                 check_member_name(name)
@@ -53,7 +56,31 @@ class Federation:
             raise
         self.placement_targets = frozenset(self._placement.values())
         self._placement_cache: dict[type, str | None] = {}
-        self._idle: list[dict[str, FederatedConnection]] = []
+        self.recovery = recovery.RecoveryReport()
+        if recover:
+            self._recover()
+
+    def _recover(self) -> None:
+        """Settle what a crash left half-done, before any manager is handed out."""
+        try:
+            self.recovery = recovery.recover(self)
+        except BaseException:
+            self.close()
+            raise
+        if self.recovery.in_doubt:
+            self.close()
+            raise InDoubtTransactions(self.recovery.in_doubt)
+
+    def journal_member(self) -> ZodbMember | None:
+        """The member that keeps the commit journal when no participant can.
+
+        The first writable, available ZODB member in configuration order.
+        """
+        for member in self.members.values():
+            if (isinstance(member, ZodbMember) and member.available and not member.read_only
+                    and not member.db.storage.isReadOnly()):
+                return member
+        return None
 
     def _index_members(self) -> dict[str, ZodbMember | ForeignMember]:
         by_id: dict[str, ZodbMember | ForeignMember] = {}
@@ -118,6 +145,7 @@ class Federation:
     def close(self) -> None:
         """Close every member database the federation opened."""
         self._idle = []
+        recovery.delete_finished(self)
         for member in self.members.values():
             member.close()
 
@@ -161,12 +189,18 @@ def _make_member(name: str, spec: Any) -> ZodbMember | ForeignMember:
 
 
 def open(members: Mapping[str, Any], *,
-         placement: Mapping[type | str, str] | None = None) -> Federation:
-    """Open a federation of ``members`` (see :class:`Federation`)."""
-    return Federation(members, placement=placement)
+         placement: Mapping[type | str, str] | None = None,
+         recover: bool = True) -> Federation:
+    """Open a federation of ``members`` (see :class:`Federation`).
+
+    Unless ``recover`` is false, transactions a crash left half-done are
+    settled first (:mod:`federation.recovery`); those that cannot be
+    settled safely raise :class:`~federation.InDoubtTransactions`.
+    """
+    return Federation(members, placement=placement, recover=recover)
 
 
-def open_config(path: str | Path) -> Federation:
+def open_config(path: str | Path, *, recover: bool = True) -> Federation:
     """Open the federation a TOML file describes.
 
     ::
@@ -203,4 +237,4 @@ def open_config(path: str | Path) -> Federation:
         if relative is not None:
             table["uri"] = (path.parent / relative).resolve().as_uri()
         specs[name] = table
-    return Federation(specs, placement=config.get("placement"))
+    return Federation(specs, placement=config.get("placement"), recover=recover)

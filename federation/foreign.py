@@ -8,18 +8,21 @@ and takes part in the two-phase commit:
 - ghosts are loaded in batches: activating one ghost loads it and up to
   ``batch_size - 1`` other ghosts of the member not yet loaded, in one
   ``load_many`` round trip;
-- on commit the jar writes new, changed (only the changed attributes) and
-  deleted records, and in ``tpc_vote`` whatever other members placed in
-  it during their own commit;
-- an adapter with ``two_phase`` prepares in ``tpc_vote`` and commits in
-  ``tpc_finish``; its jar sorts *before* the ZODB members, so it finishes
-  first: if it cannot, nothing is finished anywhere, and the prepared
-  transaction it leaves is rolled back by recovery (presumed abort,
-  :meth:`ForeignMember.recover`);
-- an adapter without takes part as the *last resource*: its jar sorts after
-  every other and commits at the end of the vote, after everybody else
-  voted; a transaction that would need two such resources fails in
-  ``tpc_begin``, before anything is written;
+- it takes part in commits through the manager's coordinator
+  (:mod:`federation.coordinator`): while collecting, it turns new, changed
+  (only the changed attributes) and deleted objects into record writes
+  (``_changes``), including what other members' commits placed in it;
+  the writes reach the adapter only in ``begin_branch``, in the global
+  lock order, after every member was collected;
+- an adapter with ``two_phase`` prepares (``PREPARE TRANSACTION``) when the
+  transaction changes several members, and commits in ``tpc_finish``;
+  recovery settles a prepared transaction left by a crash
+  (:mod:`federation.recovery`);
+- an adapter without takes part as the *last resource*: it commits after
+  every other member voted, recording the global transaction id in the same
+  local transaction (:class:`federation.interfaces.OutcomeRecording`); a
+  transaction that would change two such members fails before anything is
+  written;
 - foreign data has no invalidation feed: at each transaction boundary the
   jar turns its objects back into ghosts, so a transaction sees what others
   committed before it began;
@@ -35,7 +38,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import uuid as _uuid
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +47,7 @@ from federation import resolvers
 from federation.catalog import target_key
 from federation.connection import ObjectMissing
 from federation.errors import FederationError, InvalidKey, ReadOnlyMember
-from federation.interfaces import Adapter
+from federation.interfaces import Adapter, OutcomeRecording
 from federation.ref import Ref
 
 if TYPE_CHECKING:
@@ -55,9 +57,6 @@ if TYPE_CHECKING:
 
 #: How many stub index entries per wanted record a prefetch reads at most.
 _HINT_SCAN = 64
-
-#: ``Transaction.data`` key under which the one last resource of a transaction is kept.
-_LAST_RESOURCE = object()
 
 
 class ForeignMember:
@@ -95,23 +94,6 @@ class ForeignMember:
         self._jars.append(jar)
         return jar
 
-    def recover(self, older_than: float = 60.0) -> list[str]:
-        """Roll back transactions this member prepared and never finished (presumed abort).
-
-        A two-phase member finishes before the ZODB members, so a prepared
-        transaction left behind was never committed anywhere.  Only those
-        prepared more than ``older_than`` seconds ago are touched, so a
-        commit in progress elsewhere is left alone.  Returns their xids.
-        """
-        adapter = self.factory()
-        try:
-            xids = adapter.recover(older_than)
-            for xid in xids:
-                adapter.finish_prepared(xid, commit=False)
-            return xids
-        finally:
-            adapter.close()
-
     def close(self) -> None:
         """Close every adapter session of this member."""
         for jar in self._jars:
@@ -148,8 +130,10 @@ class ForeignJar:
         self._registered: list[Any] = []
         self._added: dict[bytes, Any] = {}
         self._deleted: dict[bytes, Any] = {}
-        self._begun = False
-        self._written = 0
+        self._ops: list[tuple[str, Any, dict[str, Any] | None]] = []  # record writes, in order
+        self._begun = False  # the adapter's write transaction is open
+        self._committed = False
+        self._written = 0  # registered objects turned into record writes
 
     # -- life cycle ---------------------------------------------------------
 
@@ -372,7 +356,13 @@ class ForeignJar:
 
     def register(self, obj: Any) -> None:
         if self._needs_to_join:
-            self.transaction_manager.get().join(self)
+            manager = self._zfed_manager
+            if manager is None:
+                raise FederationError(
+                    f"Member {self._zfed_member.name!r}: its objects change only through an "
+                    "open federation manager."
+                )
+            manager.coordinator.join(self)  # before the change: joining may take a savepoint
             self._needs_to_join = False
         if obj is not None:
             self._registered.append(obj)
@@ -409,7 +399,22 @@ class ForeignJar:
                 record[name] = str(manager.ref(value))
         return record
 
-    # -- transaction ---------------------------------------------------------
+    # -- taking part in a federated commit (see interfaces.Participant) --------
+
+    @property
+    def member(self) -> ForeignMember:
+        return self._zfed_member
+
+    @property
+    def member_name(self) -> str:
+        return self._zfed_member.name
+
+    @property
+    def commit_style(self) -> str:
+        return "two_phase" if self.adapter.two_phase else "last_resource"
+
+    def lock_key(self) -> str:
+        return f"foreign:{self._zfed_member.member_id}"
 
     def _check_writable(self) -> None:
         if self._zfed_member.read_only and (self._registered or self._added or self._deleted):
@@ -419,27 +424,18 @@ class ForeignJar:
             )
 
     def tpc_begin(self, txn: Any) -> None:
+        self._ops = []
+        self._written = 0
+
+    def collect(self, txn: Any) -> bool:
+        if self._written >= len(self._registered):
+            return False
         self._check_writable()
-        if not self.adapter.two_phase:
-            try:
-                other = txn.data(_LAST_RESOURCE)
-            except KeyError:
-                txn.set_data(_LAST_RESOURCE, self)
-            else:
-                if other is not self:
-                    raise FederationError(
-                        f"Members {other._zfed_member.name!r} and {self._zfed_member.name!r} "
-                        "both lack two-phase commit; one transaction can change only one such "
-                        "member. Nothing was written."
-                    )
-        self.adapter.begin(f"zfed-{self._zfed_member.name}-{_uuid.uuid4().hex}")
-        self._begun = True
+        self._changes(self._written)
+        return True
 
-    def commit(self, txn: Any) -> None:
-        self._write(0)
-
-    def _write(self, start: int) -> None:
-        """Write the registered objects from position ``start`` on."""
+    def _changes(self, start: int) -> None:
+        """Turn the registered objects from position ``start`` on into record writes."""
         seen = {obj._p_oid for obj in self._registered[:start]}
         for obj in self._registered[start:]:
             oid = obj._p_oid
@@ -449,28 +445,58 @@ class ForeignJar:
             key = self._kind.decode(oid)
             if oid in self._deleted:
                 if oid not in self._added:
-                    self.adapter.delete(key)
+                    self._ops.append(("delete", key, None))
             elif oid in self._added:
-                self.adapter.create(key, self._record(obj))
+                self._ops.append(("create", key, self._record(obj)))
             elif obj._p_changed:
                 record = self._record(obj)
                 loaded = self._loaded.get(oid, {})
                 changed = {k: v for k, v in record.items() if loaded.get(k, _MISSING) != v}
                 changed.update({k: None for k in loaded.keys() - record.keys()})
                 if changed:
-                    self.adapter.store(key, changed)
+                    self._ops.append(("store", key, changed))
         self._written = len(self._registered)
 
-    def tpc_vote(self, txn: Any) -> None:
-        if self._written < len(self._registered):
-            self._write(self._written)  # placed here by other members' commits
-        if self.adapter.two_phase:
-            self.adapter.prepare()
-        else:
-            self.adapter.commit()  # the last resource: everybody else has voted
+    def apply_index_ops(self, txn: Any) -> bool:
+        return False  # foreign members keep no index entries
+
+    def has_writes(self) -> bool:
+        return bool(self._ops)
+
+    def branch_size(self) -> int:
+        return 0
+
+    def journal_branch(self, txn: Any, gid: str, xid: str) -> dict[str, Any]:
+        member = self._zfed_member
+        return {"kind": "prepared", "member_id": member.member_id, "name": member.name,
+                "xid": xid}
+
+    def begin_branch(self, txn: Any, xid: str) -> None:
+        self.adapter.begin(xid)
+        self._begun = True
+        for op, key, record in self._ops:
+            if op == "delete":
+                self.adapter.delete(key)
+            elif op == "create":
+                self.adapter.create(key, record)
+            else:
+                self.adapter.store(key, record)
+
+    def vote_one_phase(self, txn: Any) -> None:
+        self.adapter.commit()
+        self._committed = True
+
+    def prepare(self, txn: Any) -> None:
+        self.adapter.prepare()
+
+    def commit_last(self, txn: Any, gid: str) -> None:
+        if isinstance(self.adapter, OutcomeRecording):
+            self.adapter.record_outcome(gid)
+        self.adapter.commit()
+        self._committed = True
 
     def tpc_finish(self, txn: Any) -> None:
-        if self.adapter.two_phase:
+        if self._begun and not self._committed:
             self.adapter.commit()
         for obj in self._registered:
             if obj._p_oid in self._deleted:
@@ -481,21 +507,25 @@ class ForeignJar:
         self._end()
 
     def tpc_abort(self, txn: Any) -> None:
-        if self._begun:
-            self.adapter.abort()
-        self.abort(txn)
+        try:
+            if self._begun and not self._committed:
+                self.adapter.abort()
+        finally:
+            self.abort(txn)
 
     def abort(self, txn: Any) -> None:
-        for obj in self._registered:
-            oid = obj._p_oid
-            if oid in self._added:
-                del self._cache[oid]
+        try:
+            added = self._added
+            kept = {obj._p_oid for obj in self._registered} - added.keys() - {None}
+            for oid, obj in added.items():
+                if self._cache.get(oid) is obj:
+                    del self._cache[oid]
                 obj._p_changed = False
                 del obj._p_jar
                 del obj._p_oid
-            else:
-                self._cache.invalidate(oid)
-        self._end()
+            self._cache.invalidate(list(kept))
+        finally:
+            self._end()
 
     def _end(self) -> None:
         self._reset_transaction()
@@ -507,9 +537,7 @@ class ForeignJar:
     # -- synchronizer ----------------------------------------------------------
 
     def beforeCompletion(self, txn: Any) -> None:
-        manager = self._zfed_manager
-        if self._needs_to_join and manager is not None and manager._wants_late_join(self):
-            self.register(None)
+        pass
 
     def afterCompletion(self, txn: Any) -> None:
         self._refresh()

@@ -71,7 +71,8 @@ class Adapter(Protocol):
     (the attributes that changed), ``delete(key)``.  ``new_key(state)``
     issues the key of a new record.  With ``two_phase``, ``prepare()`` makes
     the writes durable but invisible (``PREPARE TRANSACTION``) and
-    ``commit()`` finishes them; ``recover(older_than)`` lists the xids of
+    ``commit()`` finishes them; ``commit()`` without ``prepare()`` is a
+    one-phase commit (a transaction that changes no other member); ``recover(older_than)`` lists the xids of
     this project's prepared transactions older than ``older_than`` seconds,
     left by a crash, and ``finish_prepared(xid, commit)`` settles one.
     Without ``two_phase`` the adapter takes part in a transaction as its
@@ -160,3 +161,103 @@ class KeyLookup(Protocol):
     lookup_kinds: frozenset[str]
 
     def resolve(self, kind: str, value: Any) -> Any: ...
+
+
+@runtime_checkable
+class OutcomeRecording(Protocol):
+    """What an adapter without two-phase commit adds to be a recoverable last resource.
+
+    In a transaction over several members, the last resource commits after
+    every other member voted, and its commit is the decision.  So that
+    recovery can tell afterwards whether it happened:
+
+    - ``record_outcome(gid)`` records the global transaction id as
+      committed *inside* the adapter's open write transaction (the one
+      ``commit()`` commits), so the record exists exactly when the changes
+      do; a gid already fenced makes it raise
+      :class:`federation.MemberBusy` (retryable) and nothing commits;
+    - ``outcome(gid)`` is True if ``gid`` committed, False if it was
+      fenced, None if nothing is recorded;
+    - ``fence(gid)`` records ``gid`` as aborted unless it committed, in a
+      transaction of its own, and returns whether it had committed.
+
+    SQLite keeps these records in a table ``zfed_commits``.  An adapter
+    without them (LDAP) can still be a last resource; a crash between its
+    commit and the end of the transaction then leaves the transaction in
+    doubt for an operator (``zfed recover``).
+    """
+
+    def record_outcome(self, gid: str) -> None: ...
+
+    def outcome(self, gid: str) -> bool | None: ...
+
+    def fence(self, gid: str) -> bool: ...
+
+
+@runtime_checkable
+class Participant(Protocol):
+    """One member's jar, as the commit coordinator drives it.
+
+    Both kinds of jar provide it: the ZODB connection
+    (:class:`federation.connection.FederatedConnection`) and the foreign
+    jar (:class:`federation.foreign.ForeignJar`).  Jars never join a
+    ``transaction`` themselves; they join their manager's
+    :class:`federation.coordinator.Coordinator`, the only resource manager
+    of the transaction, which calls, in this order:
+
+    1. ``tpc_begin(txn)``: the commit starts; nothing is locked or written.
+    2. ``collect(txn) -> bool`` until no jar returns True, then
+       ``apply_index_ops(txn) -> bool`` likewise: serialize the changes
+       into the jar's buffer (records, rows), including what serializing
+       other jars added to this one.  Nothing reaches the database yet.
+    3. ``has_writes()``: whether the jar takes part in the commit at all;
+       ``branch_size()`` (bytes buffered) and ``journal_branch(txn, gid,
+       xid)`` (what the commit journal keeps so that recovery can finish
+       this branch) when several members take part.
+    4. ``begin_branch(txn, xid)``, in the global order of ``lock_key()``:
+       take the member's commit lock or open its write transaction, and
+       write the buffer.
+    5. ``vote_one_phase(txn)`` when the jar is the only participant;
+       otherwise ``prepare(txn)`` (``commit_style`` ``zodb`` or
+       ``two_phase``) or, for the one ``last_resource``,
+       ``commit_last(txn, gid)``.
+    6. ``tpc_finish(txn)``; or ``tpc_abort(txn)`` at any point before it,
+       which rolls back whatever was begun.
+
+    ``abort(txn)`` (a transaction aborted before its commit) and
+    ``savepoint()`` are as in ``transaction``'s ``IDataManager``.
+    """
+
+    member: Any
+    member_name: str
+    commit_style: str  # "zodb", "two_phase" or "last_resource"
+
+    def lock_key(self) -> str: ...
+
+    def tpc_begin(self, txn: Any) -> None: ...
+
+    def collect(self, txn: Any) -> bool: ...
+
+    def apply_index_ops(self, txn: Any) -> bool: ...
+
+    def has_writes(self) -> bool: ...
+
+    def branch_size(self) -> int: ...
+
+    def journal_branch(self, txn: Any, gid: str, xid: str) -> dict[str, Any]: ...
+
+    def begin_branch(self, txn: Any, xid: str) -> None: ...
+
+    def vote_one_phase(self, txn: Any) -> None: ...
+
+    def prepare(self, txn: Any) -> None: ...
+
+    def commit_last(self, txn: Any, gid: str) -> None: ...
+
+    def tpc_finish(self, txn: Any) -> None: ...
+
+    def tpc_abort(self, txn: Any) -> None: ...
+
+    def abort(self, txn: Any) -> None: ...
+
+    def savepoint(self) -> Any: ...

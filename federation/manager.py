@@ -13,6 +13,7 @@ from ZODB.utils import u64
 from federation import maintenance, resolvers, split
 from federation.catalog import decode_entry, target_key
 from federation.connection import FederatedConnection
+from federation.coordinator import Coordinator
 from federation.errors import (
     AmbiguousPlacement,
     DanglingStub,
@@ -40,10 +41,11 @@ class StubInfo(NamedTuple):
 class Manager:
     """The jar-like object that :meth:`Federation.open` returns.
 
-    It holds one connection per member, all joined to one ``transaction``
-    manager: commit with ``transaction.commit()`` (or the manager's
-    ``transaction_manager``), and the commit is a two-phase commit over every
-    member that has changes.
+    It holds one connection per member, all driven by one commit
+    coordinator joined to one ``transaction`` manager: commit with
+    ``transaction.commit()`` (or the manager's ``transaction_manager``), and
+    the commit is a journaled two-phase commit over every member that has
+    changes (:mod:`federation.coordinator`, ``docs/transactions.md``).
 
     Where a new object goes (resolution order):
 
@@ -64,6 +66,7 @@ class Manager:
         self._closed = False
         self._splits = split.SplitResolver(self)
         self._stub_prefixes: dict[bytes, tuple[Any, str, type | None]] = {}
+        self.coordinator = Coordinator(self)
         for jar in jars.values():
             jar._zfed_manager = self
             jar._zfed_resolved = {}
@@ -281,15 +284,6 @@ class Manager:
 
     def _placement_for(self, cls: type) -> str | None:
         return self.federation.placement_for(cls)
-
-    def _wants_late_join(self, jar: FederatedConnection) -> bool:
-        member = jar._zfed_member
-        if member.read_only or not (
-            member.kind == "uuid" or member.name in self.federation.placement_targets
-            or member.name in self._splits.secondaries
-        ):
-            return False
-        return any(not other._needs_to_join for other in self._jars.values())
 
     def _stable_id_of_target(self, member: Any, oid: bytes) -> str | None:
         """The stable id that a stub of any ZODB member recorded for ``member``'s ``oid``."""

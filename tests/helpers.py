@@ -48,3 +48,9 @@ def run_docs_page(page: str, monkeypatch: pytest.MonkeyPatch, directory: Path,
             exec(compile(code, f"{page}, block {number}", "exec"), module.__dict__)
     finally:
         transaction.abort()
+
+
+def journal_entries(conn, member: str) -> list[str]:
+    """The global ids in ``member``'s commit journal, as ``conn`` sees them."""
+    catalog = conn.root(member).zodb_federation
+    return list(getattr(catalog, "journal", {}))

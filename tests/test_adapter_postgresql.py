@@ -61,7 +61,7 @@ def _prepared(dsn: str) -> list[str]:
 
 def test_connection_lost_between_vote_and_finish(postgresql_server, person_table, tmp_path,
                                                  monkeypatch):
-    """A connection killed after PREPARE: nothing is visible anywhere; recovery rolls it back."""
+    """A connection killed after the decision: the commit stands, recovery commits the branch."""
     dsn = postgresql_server.dsn
     _seeder(dsn, person_table)(1, {"name": "Ada", "email": "ada@example.org"})
     members = {"main": (tmp_path / "main.fs").as_uri(),
@@ -76,26 +76,50 @@ def test_connection_lost_between_vote_and_finish(postgresql_server, person_table
     with federation.open(members) as fed, fed.open() as conn:
         conn.root("main")["page"] = Item("page")
         transaction.commit()
-        size = conn.jar("main")._storage.getSize()
 
         conn.get("people:integer:1").name = "Ada Lovelace"
         conn.root("main")["page"].title = "changed"
         monkeypatch.setattr(sql.SqlAdapter, "commit", dying_commit)
-        with pytest.raises(federation.MemberUnavailable, match="'people'"):
-            transaction.commit()
-        transaction.abort()
+        transaction.commit()  # decided when main finished: never rolled back
         monkeypatch.setattr(sql.SqlAdapter, "commit", original)
 
-        assert conn.jar("main")._storage.getSize() == size  # main never finished
-        assert conn.root("main")["page"].title == "page"
-        assert conn.get("people:integer:1").name == "Ada"  # prepared, not visible
-        [left] = [gid for gid in _prepared(dsn) if gid.startswith("zfed-people-")]
-
-        assert fed.member("people").recover(older_than=0) == [left]
-        assert left not in _prepared(dsn)
         transaction.begin()
+        assert conn.root("main")["page"].title == "changed"
+        assert conn.get("people:integer:1").name == "Ada Lovelace"  # committed by recovery
+        assert [gid for gid in _prepared(dsn) if gid.startswith("zfed-")] == []
+        transaction.abort()
+
+
+def test_prepared_branch_without_decision_is_rolled_back(postgresql_server, person_table,
+                                                         tmp_path, monkeypatch):
+    """A branch prepared before a crash that came before the decision is rolled back on open."""
+    dsn = postgresql_server.dsn
+    _seeder(dsn, person_table)(1, {"name": "Ada", "email": "ada@example.org"})
+    members = {"main": (tmp_path / "main.fs").as_uri(),
+               "people": sql.postgresql("people", dsn, person_table)}
+    with federation.open(members) as fed, fed.open() as conn:
+        conn.root("main")["page"] = Item("page")
+        transaction.commit()
+        conn.get("people:integer:1").name = "Ada Lovelace"
+        conn.root("main")["page"].title = "changed"
+        jar = conn.jar("people")
+        monkeypatch.setattr(jar.adapter, "abort", jar.adapter._close_writer)  # no rollback sent
+        monkeypatch.setattr(type(conn.jar("main")), "tpc_finish", _fail)
+        with pytest.raises(RuntimeError, match="crash"):
+            transaction.commit()
+        transaction.abort()
+        monkeypatch.undo()
+        [left] = [gid for gid in _prepared(dsn) if gid.startswith("zfed-")]
+    with federation.open(members) as fed, fed.open() as conn:
+        assert fed.recovery.rolled_back == [left.rpartition(".")[0]]
+        assert left not in _prepared(dsn)
+        assert conn.root("main")["page"].title == "page"
         assert conn.get("people:integer:1").name == "Ada"
         transaction.abort()
+
+
+def _fail(*args):
+    raise RuntimeError("crash before the decision")
 
 
 def test_server_connection_gone_is_member_unavailable(postgresql_server, person_table, tmp_path):
