@@ -72,9 +72,11 @@ class Adapter(Protocol):
     issues the key of a new record.  With ``two_phase``, ``prepare()`` makes
     the writes durable but invisible (``PREPARE TRANSACTION``) and
     ``commit()`` finishes them; ``commit()`` without ``prepare()`` is a
-    one-phase commit (a transaction that changes no other member); ``recover(older_than)`` lists the xids of
-    this project's prepared transactions older than ``older_than`` seconds,
-    left by a crash, and ``finish_prepared(xid, commit)`` settles one.
+    one-phase commit (a transaction that changes no other member);
+    ``recover(older_than)`` lists the ids of this project's prepared
+    transactions older than ``older_than`` seconds, and
+    ``finish_prepared(xid, commit)`` settles one (recovery calls them, see
+    :mod:`federation.recovery`).
     Without ``two_phase`` the adapter takes part in a transaction as its
     single last resource.
 
