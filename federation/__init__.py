@@ -12,6 +12,7 @@
 
 from federation.errors import (
     AmbiguousPlacement,
+    CollectionRefused,
     ConfigurationError,
     DanglingStub,
     FederationError,
@@ -29,6 +30,7 @@ from federation.split import Split, SplitObject
 
 __all__ = [
     "AmbiguousPlacement",
+    "CollectionRefused",
     "ConfigurationError",
     "DanglingStub",
     "Federation",

@@ -89,3 +89,7 @@ class DanglingStub(FederationError, KeyError):
 
 class ReadOnlyMember(FederationError):
     """A change was made to an object of a member opened read-only."""
+
+
+class CollectionRefused(FederationError):
+    """Garbage collection cannot see a member that may hold references; nothing was collected."""

@@ -5,6 +5,7 @@ The prose lives here; implementations say "See :class:`KeyKind`".
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -160,3 +161,28 @@ class KeyLookup(Protocol):
     lookup_kinds: frozenset[str]
 
     def resolve(self, kind: str, value: Any) -> Any: ...
+
+
+@runtime_checkable
+class ReferenceHolder(Protocol):
+    """What an adapter whose records can hold references adds: listing them.
+
+    An adapter with ``ref_attributes`` keeps references to objects of other
+    members as :class:`federation.Ref` text in its records (SQL ``refs``
+    columns, LDAP reference attributes).  A ZODB member's object that only
+    such a record references is live: the federation's garbage collector
+    (:func:`federation.gc.collect`) and ``check`` read them all with
+    ``references()``.
+
+    - ``references()`` yields ``(key, text)`` for every reference held by
+      every record of the member: the record's key and the ``Ref`` text
+      (``member:kind:key``).  Empty values are left out.  It reads the
+      committed records, in as few round trips as the backend allows, and
+      raises :class:`federation.MemberUnavailable` when the server cannot be
+      reached.
+
+    An adapter with ``ref_attributes`` that does not provide it makes
+    ``pack`` refuse to run (it cannot know what the member references).
+    """
+
+    def references(self) -> Iterator[tuple[Any, str]]: ...

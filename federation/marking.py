@@ -1,0 +1,376 @@
+"""The federation-wide mark: which objects of which member some root reaches.
+
+Roots are every ZODB member's root object and every reference that a
+foreign member's record holds (:class:`federation.interfaces.ReferenceHolder`).
+Edges are the references in records (``ZODB.serialize.referencesf``, as
+pack reads them) and, for a stub record, its target in another member.
+Records are read raw (:mod:`federation.records`): the application's classes
+are never needed.
+
+Marks are kept per member as ``LLTreeSet`` of oids (8 bytes per oid in
+buckets, so 10^6 objects take a few tens of MB), and so are the *cross*
+targets: objects that a marked stub of another member or a foreign record
+names.
+
+Snapshots and the tail
+----------------------
+Each ZODB member is read at a snapshot, its last transaction when the mark
+started: an object's references are those of its revision at the snapshot.
+Then every record written after the snapshot is a root
+(:meth:`Marker.scan_tail`, repeatable).  The marked set is then closed
+under both, so it contains every object reachable at any moment between
+the snapshot and the end of the last scan: a path at such a moment follows,
+hop by hop, either a revision at the snapshot or a revision written since.
+A record that other processes write after the last scan is not covered; the
+collector (:mod:`federation.gc`) chooses the pack time so that none matters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import transaction
+from BTrees.LLBTree import LLTreeSet
+from ZODB.POSException import POSKeyError
+from ZODB.serialize import referencesf
+from ZODB.utils import p64, u64, z64
+
+from federation import resolvers
+from federation.catalog import CATALOG_ATTRIBUTE, decode_entry
+from federation.connection import UNREACHABLE_ERRORS
+from federation.errors import (
+    CollectionRefused,
+    FederationError,
+    InvalidKey,
+    MemberUnavailable,
+)
+from federation.interfaces import ReferenceHolder
+from federation.records import is_stub, stub_data
+from federation.ref import Ref
+
+#: Who holds a reference being followed: a record of the same member (its oid), or
+#: ``(member, description)`` for a stub or foreign record of another member.
+Holder = bytes | tuple[str, str]
+
+#: ``progress(phase, done, total)``: what a long run reports; total None when unknown.
+Progress = Callable[[str, int, "int | None"], None]
+
+
+@dataclass
+class Dangling:
+    """A reference whose target does not exist (or names no member of the federation)."""
+
+    member: str  # where the reference is held
+    holder: str  # the referring record: "oid 12" or "key 3" (foreign)
+    target: str  # what it names
+    reason: str
+
+
+@dataclass
+class ForeignTarget:
+    """A reference to a foreign member's record, checked by ``check`` only."""
+
+    member: str
+    holder: str
+    target: str  # the foreign member's name
+    kind: str
+    key: Any
+
+
+@dataclass
+class View:
+    """A ZODB member as the mark reads it."""
+
+    name: str
+    member: Any
+    storage: Any
+    snapshot: bytes = z64
+    scanned: bytes = z64
+    kind: str = "integer"
+    uuid_conn: Any = None
+    uuid_tm: Any = None
+
+    @property
+    def before(self) -> bytes:
+        return p64(u64(self.snapshot) + 1)
+
+
+@dataclass
+class Marker:
+    """Marks what is live across the federation's members (see the module docstring).
+
+    ``exclude`` names members left out: neither read nor followed into.
+    Every other member must be readable, else :class:`CollectionRefused`.
+    """
+
+    federation: Any
+    exclude: frozenset[str] = frozenset()
+    progress: Progress | None = None
+    views: dict[str, View] = field(default_factory=dict)
+    holders: dict[str, Any] = field(default_factory=dict)  # foreign member -> adapter
+    marks: dict[str, LLTreeSet] = field(default_factory=dict)
+    cross: dict[str, LLTreeSet] = field(default_factory=dict)
+    dangling: list[Dangling] = field(default_factory=list)
+    foreign_targets: list[ForeignTarget] = field(default_factory=list)
+    stubs: dict[str, dict[bytes, bytes]] | None = None  # check: member -> stub oid -> entry
+    _todo: list[tuple[str, bytes, Holder]] = field(default_factory=list)
+    _count: int = 0
+
+    # -- opening ------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open every member not excluded; refuse when one cannot be read."""
+        unknown = sorted(self.exclude - set(self.federation.members))
+        if unknown:
+            raise CollectionRefused(
+                f"Cannot exclude {', '.join(map(repr, unknown))}: the federation has no such "
+                "member."
+            )
+        for name, member in self.federation.members.items():
+            if name in self.exclude:
+                continue
+            if not member.available:
+                raise _refused(name, member.error)
+            if member.db is None:
+                self._open_foreign(name, member)
+                continue
+            view = View(name, member, member.db.storage, kind=member.kind)
+            if view.kind == "uuid":
+                view.uuid_tm = transaction.TransactionManager()
+                view.uuid_conn = member.db.open(view.uuid_tm)
+            self.views[name] = view
+            self.marks[name] = LLTreeSet()
+            self.cross[name] = LLTreeSet()
+        for view in self.views.values():
+            view.snapshot = view.scanned = self._call(view, view.storage.lastTransaction)
+
+    def _open_foreign(self, name: str, member: Any) -> None:
+        try:
+            adapter = member.factory()
+        except MemberUnavailable as error:
+            raise _refused(name, error) from error
+        if not adapter.ref_attributes:
+            adapter.close()
+            return
+        if not isinstance(adapter, ReferenceHolder):
+            adapter.close()
+            raise CollectionRefused(
+                f"Member {name!r} holds references ({', '.join(sorted(adapter.ref_attributes))}) "
+                "but its adapter cannot list them (it has no references() method), so "
+                "collecting garbage could remove objects only it references. Nothing was "
+                f"collected; exclude it explicitly (--exclude {name}) only if it holds none."
+            )
+        self.holders[name] = adapter
+
+    def close(self) -> None:
+        """Close what :meth:`open` opened."""
+        for adapter in self.holders.values():
+            adapter.close()
+        for view in self.views.values():
+            if view.uuid_conn is not None:
+                view.uuid_tm.abort()
+                view.uuid_conn.close()
+        self.holders.clear()
+
+    def _call(self, view: View, function: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return function(*args)
+        except UNREACHABLE_ERRORS as error:
+            raise _refused(view.name, error) from error
+
+    # -- marking --------------------------------------------------------------
+
+    def mark_roots(self) -> None:
+        """Mark from every member's root and every foreign reference."""
+        for view in self.views.values():
+            self._mark(view.name, z64, b"")
+        self.mark_foreign()
+        self._drain()
+
+    def mark_foreign(self) -> None:
+        """Mark what the foreign members' records reference now."""
+        for name, adapter in self.holders.items():
+            try:
+                held = list(adapter.references())
+            except MemberUnavailable as error:
+                raise _refused(name, error) from error
+            for key, text in held:
+                self._foreign_reference(name, key, text)
+        self._drain()
+
+    def scan_tail(self) -> bool:
+        """Mark from every record written since the last scan; True if there was one."""
+        new = False
+        for view in self.views.values():
+            self._sync_uuids(view)
+            start = p64(u64(view.scanned) + 1)
+            iterator = self._call(view, view.storage.iterator, start)
+            try:
+                for txn in iterator:
+                    for record in txn:
+                        new = True
+                        if record.data is None:
+                            continue  # a deletion, or an undone creation
+                        self.marks[view.name].add(u64(record.oid))
+                        self._follow(view, record.oid, record.data)
+                    view.scanned = txn.tid
+            except UNREACHABLE_ERRORS as error:
+                raise _refused(view.name, error) from error
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+        self._drain()
+        return new
+
+    def _sync_uuids(self, view: View) -> None:
+        if view.uuid_conn is not None:
+            view.uuid_tm.begin()
+
+    def _mark(self, name: str, oid: bytes, holder: Holder) -> None:
+        if self.marks[name].add(u64(oid)):
+            self._todo.append((name, oid, holder))
+
+    def _drain(self) -> None:
+        todo = self._todo
+        while todo:
+            name, oid, holder = todo.pop()
+            view = self.views[name]
+            record = self._read(view, oid)
+            if record is None:
+                if isinstance(holder, tuple):
+                    source, where = holder
+                else:
+                    source, where = name, f"oid {u64(holder)}" if holder else "the root"
+                self.dangling.append(Dangling(source, where, f"{name}:oid:{u64(oid)}",
+                                              f"member {name!r} has no such record"))
+                continue
+            self._follow(view, oid, record)
+            self._count += 1
+            if self.progress is not None and not self._count % 4096:
+                self.progress("mark", self._count, None)
+
+    def _read(self, view: View, oid: bytes) -> bytes | None:
+        """The revision of ``oid`` at the snapshot, else (a newer object) its current one."""
+        storage = view.storage
+        try:
+            found = storage.loadBefore(oid, view.before)
+            if found is not None and found[0] is not None:
+                return found[0]
+            return storage.load(oid)[0]
+        except POSKeyError:
+            return None
+        except UNREACHABLE_ERRORS as error:
+            raise _refused(view.name, error) from error
+
+    def _follow(self, view: View, oid: bytes, record: bytes) -> None:
+        if is_stub(record):
+            self._follow_stub(view, oid, record)
+            return
+        name = view.name
+        marks, todo = self.marks[name], self._todo
+        for ref in referencesf(record):
+            if marks.add(u64(ref)):
+                todo.append((name, ref, oid))
+
+    def _follow_stub(self, view: View, oid: bytes, record: bytes) -> None:
+        data, _stable_id = stub_data(record)
+        if self.stubs is not None:
+            self.stubs.setdefault(view.name, {})[oid] = data
+        member_id, member_name, kind, key, _module, _name = decode_entry(data)
+        holder = f"stub oid {u64(oid)}"
+        target = self._member_of(member_id, member_name, kind)
+        if target is None:
+            self.dangling.append(Dangling(view.name, holder, f"member {member_name!r}",
+                                          f"no member of the federation has id {member_id}"))
+            return
+        self._target(view.name, holder, target, kind, key)
+
+    def _member_of(self, member_id: str, member_name: str, kind: str) -> Any:
+        """The member a stub names (as ``Manager._resolve_target`` finds it), or None."""
+        federation = self.federation
+        member = federation.members_by_id.get(member_id)
+        if member is None and kind == "uuid":
+            member = federation.members.get(member_name)  # a copy of the database
+        return member
+
+    def _target(self, source: str, holder: str, member: Any, kind: str, key: bytes) -> None:
+        """Mark the object that ``key`` of ``kind`` names in ``member``."""
+        name = member.name
+        if name in self.exclude:
+            return
+        view = self.views.get(name)
+        if view is None:  # a foreign member: its records are not collected
+            self.foreign_targets.append(
+                ForeignTarget(source, holder, name, kind, resolvers.get(kind).decode(key)))
+            return
+        oid = self._oid_of(view, kind, key)
+        if oid is None:
+            text = str(Ref(name, kind, resolvers.get(kind).decode(key)))
+            self.dangling.append(Dangling(source, holder, text,
+                                          f"member {name!r} has no object with that key"))
+            return
+        self.cross[name].add(u64(oid))
+        self._mark(name, oid, (source, holder))
+
+    def _oid_of(self, view: View, kind: str, key: bytes) -> bytes | None:
+        if kind == "integer":
+            return key
+        if kind != "uuid" or view.uuid_conn is None:
+            return None
+        catalog = getattr(view.uuid_conn.root(), CATALOG_ATTRIBUTE, None)
+        entry = catalog.uuids.get(key) if catalog is not None else None
+        return entry[:8] if entry is not None else None
+
+    def _foreign_reference(self, source: str, key: Any, text: str) -> None:
+        holder = f"key {key!s}"
+        try:
+            ref = Ref.parse(text)
+        except (InvalidKey, FederationError) as error:
+            self.dangling.append(Dangling(source, holder, repr(text), str(error)))
+            return
+        member = self.federation.members.get(ref.member)
+        if member is None:
+            self.dangling.append(Dangling(source, holder, text,
+                                          f"the federation has no member {ref.member!r}"))
+            return
+        if ref.member in self.views and ref.kind != member.kind:
+            self.dangling.append(Dangling(source, holder, text,
+                                          f"member {ref.member!r} has {member.kind} keys"))
+            return
+        self._target(source, holder, member, ref.kind, ref.encoded_key)
+
+    # -- results ------------------------------------------------------------
+
+    def marked(self, name: str) -> int:
+        """How many objects of ``name`` are marked."""
+        return len(self.marks[name])
+
+    def unmarked(self, name: str) -> Iterable[tuple[bytes, bytes]]:
+        """``(oid, tid)`` of the current records of ``name`` not marked and not newer than
+        the last scan: what packing at the last scan collects."""
+        view = self.views[name]
+        storage = view.storage
+        iternext = getattr(storage, "record_iternext", None)
+        if iternext is None:
+            return
+        marks, limit = self.marks[name], view.scanned
+        cursor = None
+        while True:
+            oid, tid, _data, cursor = self._call(view, iternext, cursor)
+            if tid <= limit and u64(oid) not in marks:
+                yield oid, tid
+            if cursor is None:
+                return
+
+
+def _refused(name: str, error: BaseException | None) -> CollectionRefused:
+    why = f" ({error})" if error is not None else ""
+    return CollectionRefused(
+        f"Member {name!r} cannot be read{why}; it may hold the only references to objects of "
+        "other members, so nothing was collected. Bring it back, or exclude it explicitly "
+        f"(exclude=[{name!r}], zfed --exclude {name}) if you accept that objects only it "
+        "references are collected."
+    )
