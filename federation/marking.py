@@ -12,6 +12,12 @@ buckets, so 10^6 objects take a few tens of MB), and so are the *cross*
 targets: objects that a marked stub of another member or a foreign record
 names.
 
+The keep-alive index
+--------------------
+The catalog's ``keep_alive`` index is what the previous run found live;
+the mark never follows it (what it names is live only if found again), so
+garbage that it kept is released.  Its own records stay (pack keeps them).
+
 Snapshots and the tail
 ----------------------
 Each ZODB member is read at a snapshot, its last transaction when the mark
@@ -47,7 +53,7 @@ from federation.errors import (
     MemberUnavailable,
 )
 from federation.interfaces import ReferenceHolder
-from federation.records import is_stub, stub_data
+from federation.records import index_records, is_stub, stub_data
 from federation.ref import Ref
 
 #: Who holds a reference being followed: a record of the same member (its oid), or
@@ -89,8 +95,9 @@ class View:
     snapshot: bytes = z64
     scanned: bytes = z64
     kind: str = "integer"
-    uuid_conn: Any = None
-    uuid_tm: Any = None
+    conn: Any = None  # reads the catalog (uuid lookups), synced at each scan
+    tm: Any = None
+    skip: frozenset[bytes] = frozenset()  # the keep-alive index: never followed
 
     @property
     def before(self) -> bytes:
@@ -137,10 +144,13 @@ class Marker:
                 self._open_foreign(name, member)
                 continue
             view = View(name, member, member.db.storage, kind=member.kind)
-            if view.kind == "uuid":
-                view.uuid_tm = transaction.TransactionManager()
-                view.uuid_conn = member.db.open(view.uuid_tm)
+            view.tm = transaction.TransactionManager()
+            view.conn = member.db.open(view.tm)
             self.views[name] = view
+            catalog = getattr(view.conn.root(), CATALOG_ATTRIBUTE, None)
+            keep_alive = getattr(catalog, "keep_alive", None)
+            if keep_alive is not None and keep_alive._p_oid is not None:
+                view.skip = frozenset([keep_alive._p_oid])
             self.marks[name] = LLTreeSet()
             self.cross[name] = LLTreeSet()
         for view in self.views.values():
@@ -169,9 +179,10 @@ class Marker:
         for adapter in self.holders.values():
             adapter.close()
         for view in self.views.values():
-            if view.uuid_conn is not None:
-                view.uuid_tm.abort()
-                view.uuid_conn.close()
+            if view.conn is not None:
+                view.tm.abort()
+                view.conn.close()
+                view.conn = None
         self.holders.clear()
 
     def _call(self, view: View, function: Callable[..., Any], *args: Any) -> Any:
@@ -226,8 +237,8 @@ class Marker:
         return new
 
     def _sync_uuids(self, view: View) -> None:
-        if view.uuid_conn is not None:
-            view.uuid_tm.begin()
+        if view.conn is not None:
+            view.tm.begin()
 
     def _mark(self, name: str, oid: bytes, holder: Holder) -> None:
         if self.marks[name].add(u64(oid)):
@@ -270,8 +281,10 @@ class Marker:
             self._follow_stub(view, oid, record)
             return
         name = view.name
-        marks, todo = self.marks[name], self._todo
+        marks, todo, skip = self.marks[name], self._todo, view.skip
         for ref in referencesf(record):
+            if ref in skip:
+                continue  # what keep_alive names is live only if the mark finds it again
             if marks.add(u64(ref)):
                 todo.append((name, ref, oid))
 
@@ -318,9 +331,9 @@ class Marker:
     def _oid_of(self, view: View, kind: str, key: bytes) -> bytes | None:
         if kind == "integer":
             return key
-        if kind != "uuid" or view.uuid_conn is None:
+        if kind != "uuid" or view.conn is None:
             return None
-        catalog = getattr(view.uuid_conn.root(), CATALOG_ATTRIBUTE, None)
+        catalog = getattr(view.conn.root(), CATALOG_ATTRIBUTE, None)
         entry = catalog.uuids.get(key) if catalog is not None else None
         return entry[:8] if entry is not None else None
 
@@ -357,10 +370,11 @@ class Marker:
         if iternext is None:
             return
         marks, limit = self.marks[name], view.scanned
+        kept = index_records(storage, view.skip)
         cursor = None
         while True:
             oid, tid, _data, cursor = self._call(view, iternext, cursor)
-            if tid <= limit and u64(oid) not in marks:
+            if tid <= limit and u64(oid) not in marks and oid not in kept:
                 yield oid, tid
             if cursor is None:
                 return

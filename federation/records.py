@@ -29,7 +29,7 @@ import pickle
 import sys
 import threading
 import types
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from persistent import Persistent
@@ -116,6 +116,51 @@ def record_uuid(record: bytes) -> bytes | None:
         return None
     value = state.get(UUID_ATTRIBUTE, state.get(_UUID_MARK))
     return value if isinstance(value, bytes) and len(value) == 16 else None
+
+
+class _RefReader(pickle.Unpickler):
+    """Collects a record's references as ``(oid, (module, name))`` (None for the class)."""
+
+    def __init__(self, record: bytes) -> None:
+        super().__init__(io.BytesIO(record))
+        self.refs: list[tuple[bytes, tuple[str, str] | None]] = []
+
+    def find_class(self, module: str, name: str) -> Any:
+        return _Global(module, name)
+
+    def persistent_load(self, pid: Any) -> None:
+        if isinstance(pid, tuple) and len(pid) == 2 and isinstance(pid[1], _Global):
+            self.refs.append((pid[0], (pid[1][0], pid[1][1])))
+        elif isinstance(pid, bytes):
+            self.refs.append((pid, None))
+
+
+#: The classes of the federation's index records: trees, their inner nodes and buckets.
+_INDEX_CLASSES = frozenset({("federation.catalog", "Index"), ("BTrees.OOBTree", "OOBTree"),
+                            ("BTrees.OOBTree", "OOBucket")})
+
+
+def index_records(storage: Any, roots: Iterable[bytes]) -> set[bytes]:
+    """The oids of the records that make up the indexes ``roots`` (tree, nodes, buckets).
+
+    Index values may be references; they are not followed (unless they are
+    themselves index records, which the federation's indexes never hold).
+    """
+    found: set[bytes] = set()
+    todo = list(roots)
+    while todo:
+        oid = todo.pop()
+        if oid in found:
+            continue
+        found.add(oid)
+        try:
+            reader = _RefReader(storage.load(oid)[0])
+            reader.load()
+            reader.load()
+        except Exception:  # a record gone or unreadable: nothing below it to list
+            continue
+        todo.extend(ref for ref, klass in reader.refs if klass in _INDEX_CLASSES)
+    return found
 
 
 _STAND_IN_LOCK = threading.Lock()
