@@ -125,19 +125,20 @@ def check_command(config: Path, exclude: tuple[str, ...], as_json: bool, repair:
 class _Progress:
     """A progress bar on a terminal's standard error; silent in scripts."""
 
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty()
         self.bar: Any = None
         self.phase = ""
         self.done = 0
 
     def __call__(self, phase: str, done: int, total: int | None) -> None:
-        if not self.enabled:
+        if not self.enabled or not total:
             return
         if phase != self.phase:
             self.close()
             self.phase, self.done = phase, 0
-            self.bar = click.progressbar(length=total, label=phase, file=sys.stderr,
+            self.bar = click.progressbar(length=total, label=phase, file=self.stream,
                                          show_pos=True)
             self.bar.__enter__()
         self.bar.update(done - self.done)

@@ -129,7 +129,7 @@ def collect(federation: Any, *, days: float = 0.0, exclude: tuple[str, ...] | li
         step("open")
         marker.mark_roots()
         step("marked")
-        report.rounds = _settle(marker, progress)
+        report.rounds = _settle(marker)
         step("scanned")
         packable = [view for view in marker.views.values() if _packable(view)]
         if not dry_run:
@@ -169,11 +169,9 @@ def _no_hook(step: str) -> None:
     """No test is watching."""
 
 
-def _settle(marker: Marker, progress: Progress | None) -> int:
+def _settle(marker: Marker) -> int:
     """Scan the tail until a scan finds no new transaction; the number of scans."""
     for rounds in range(1, MAX_ROUNDS + 1):
-        if progress is not None:
-            progress("scan", rounds, None)
         new = marker.scan_tail()
         marker.mark_foreign()
         if not new:

@@ -31,10 +31,6 @@ if TYPE_CHECKING:
     from federation.connection import FederatedConnection
     from federation.manager import Manager
 
-#: The class name of stub records (kept for callers of earlier releases).
-STUB_CLASS = "federation.catalog.Stub"
-
-
 @dataclass
 class ReindexReport:
     """What :func:`reindex` found in a member, and what it changed."""
@@ -119,8 +115,9 @@ def reindex(manager: Manager, member: str,
                for name in ("stubs_by_oid", "stubs_by_target", "stable_ids", "uuids")}
     report = ReindexReport(member, 0, 0, 0)
     roots = [z64, *_named_by_others(manager, member)]
-    records = list(all_records(storage, roots)) if hook is not None else all_records(storage, roots)
-    if hook is not None:
+    records = all_records(storage, roots)
+    if hook is not None:  # tests: everything is read before any entry changes
+        records = iter(list(records))
         hook("scanned")
     for oid, record in records:
         if is_stub(record):

@@ -33,6 +33,7 @@ collector (:mod:`federation.gc`) chooses the pack time so that none matters.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,6 +125,7 @@ class Marker:
     stubs: dict[str, dict[bytes, bytes]] | None = None  # check: member -> stub oid -> entry
     _todo: list[tuple[str, bytes, Holder]] = field(default_factory=list)
     _count: int = 0
+    total: int = 0  # objects in the members, as their storages count them (for progress)
 
     # -- opening ------------------------------------------------------------
 
@@ -155,6 +157,8 @@ class Marker:
             self.cross[name] = LLTreeSet()
         for view in self.views.values():
             view.snapshot = view.scanned = self._call(view, view.storage.lastTransaction)
+            with contextlib.suppress(TypeError):  # a storage that cannot count its objects
+                self.total += len(view.storage)
 
     def _open_foreign(self, name: str, member: Any) -> None:
         try:
@@ -261,7 +265,7 @@ class Marker:
             self._follow(view, oid, record)
             self._count += 1
             if self.progress is not None and not self._count % 4096:
-                self.progress("mark", self._count, None)
+                self.progress("mark", min(self._count, self.total), self.total)
 
     def _read(self, view: View, oid: bytes) -> bytes | None:
         """The revision of ``oid`` at the snapshot, else (a newer object) its current one."""

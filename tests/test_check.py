@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 
@@ -13,7 +14,7 @@ from ZODB.FileStorage import FileStorage
 import federation
 from federation import demo
 from federation.check import CheckReport
-from federation.cli import main
+from federation.cli import _Progress, main
 from tests.models import Item
 from tests.test_adapter_sqlite import make_member
 
@@ -134,3 +135,22 @@ def test_check_reports_a_sql_ref_naming_nothing(tmp_path):
     assert "key 1 references main:oid:999" in text
     assert "no member 'nowhere'" in text
     assert "key 3 references people:integer:9" in text
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_shown_on_a_terminal_only():
+    """The commands' progress bar writes to a terminal, and nothing to a pipe or file."""
+    shown, quiet = _Terminal(), io.StringIO()
+    for stream in (shown, quiet):
+        progress = _Progress(stream)
+        progress("mark", 4096, 10000)
+        progress("mark", 8192, 10000)
+        progress("scan", 1, None)
+        progress.close()
+    assert "mark" in shown.getvalue() and quiet.getvalue() == ""
