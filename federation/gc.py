@@ -247,7 +247,7 @@ def _pack(marker: Marker, view: View, result: MemberCollection, days: float,
         return
     stop = view.scanned
     if days > 0:
-        earlier = TimeStamp(*time.gmtime(time.time() - days * 86400)[:5], 0.0).raw()
+        earlier = _as_tid(time.time() - days * 86400)
         if earlier < stop:
             risky = _unprotected_at(marker, view, earlier)
             if risky:

@@ -273,3 +273,27 @@ def test_keep_alive_keeps_oid_class_references_without_the_classes(fed, tmp_path
     assert reader.refs == [(oid, ("gc_thing_module", "Thing"))]
     assert referencesf(record) == [oid]
     assert _exists(fed, "main", oid)
+
+
+def test_days_packs_in_the_past_only_when_keep_alive_protected_it(fed, monkeypatch):
+    """With days, a member whose objects other members reference only since then is left
+    unpacked, saying why; the objects survive, and a pack without days then proceeds."""
+    from persistent.TimeStamp import TimeStamp
+
+    with fed.open() as conn:
+        x = conn.root("main")["x"] = Item("x")
+        transaction.commit()
+    _move_to_notes(fed)
+    moved = fed.member("notes").db.storage.lastTransaction()
+    monkeypatch.setattr(gc.time, "time", lambda: TimeStamp(moved).timeTime() + 0.5 + 86400)
+    report = fed.pack(days=1)
+    assert not report["main"].packed
+    assert "not kept alive 1 days ago" in report["main"].note
+    assert report["notes"].packed
+    assert _exists(fed, "main", x._p_oid)
+    monkeypatch.undo()
+    report = fed.pack(days=1)  # a day ago everything was new: nothing unprotected then
+    assert report["main"].packed
+    with fed.open() as conn:
+        assert conn.root("notes")["x"].link.title == "x"
+        transaction.abort()
