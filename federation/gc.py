@@ -64,6 +64,7 @@ from ZODB.utils import p64, u64, z64
 
 from federation import maintenance
 from federation.catalog import CATALOG_ATTRIBUTE, Index
+from federation.errors import CollectionRefused
 from federation.marking import Dangling, Marker, Progress, View
 from federation.records import importable, record_class
 
@@ -145,6 +146,12 @@ def collect(federation: Any, *, days: float = 0.0, exclude: tuple[str, ...] | li
                 step("verified")
                 if not any(_changed(marker.cross[v.name], written.get(v.name)) for v in packable):
                     break
+            else:
+                raise CollectionRefused(
+                    f"Commits kept adding cross-member references during {MAX_ROUNDS} rounds "
+                    "of the keep-alive step, so no pack time is safe yet; nothing was packed. "
+                    "Run the pack again when the federation is less busy."
+                )
         for view in marker.views.values():
             result = report[view.name] = MemberCollection(view.name, marker.marked(view.name))
             result.keep_alive = len(marker.cross[view.name])

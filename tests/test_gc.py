@@ -297,3 +297,24 @@ def test_days_packs_in_the_past_only_when_keep_alive_protected_it(fed, monkeypat
     with fed.open() as conn:
         assert conn.root("notes")["x"].link.title == "x"
         transaction.abort()
+
+
+def test_pack_gives_up_when_cross_references_never_settle(fed, monkeypatch):
+    """If every keep-alive round finds a new cross-member reference, nothing is packed."""
+    monkeypatch.setattr(gc, "MAX_ROUNDS", 3)
+    made = []
+
+    def keep_referencing(step: str) -> None:
+        if step == "keep_alive":
+            tm = transaction.TransactionManager()
+            with fed.open(tm) as conn:
+                target = Item(f"t{len(made)}")
+                conn.add(target, "main")
+                conn.root("notes")[f"n{len(made)}"] = Item("n", link=target)
+                tm.commit()
+                made.append(target._p_oid)
+
+    with pytest.raises(federation.CollectionRefused, match="3 rounds"):
+        fed.pack(hook=keep_referencing)
+    assert len(made) == 3
+    assert all(_exists(fed, "main", oid) for oid in made)
