@@ -34,6 +34,7 @@ collector (:mod:`federation.gc`) chooses the pack time so that none matters.
 from __future__ import annotations
 
 import contextlib
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,9 +58,16 @@ from federation.interfaces import ReferenceHolder
 from federation.records import index_records, is_stub, stub_data
 from federation.ref import Ref
 
-#: Who holds a reference being followed: a record of the same member (its oid), or
-#: ``(member, description)`` for a stub or foreign record of another member.
-Holder = bytes | tuple[str, str]
+#: Pending marks are kept per member as pairs of unsigned 64-bit numbers in an
+#: ``array("Q")`` (16 bytes each, not a tuple of Python objects): the oid, and
+#: who holds the reference, to name it if the target is missing.  A holder is
+#: a record of the same member (its oid; 0 is the root), or, with ``_CROSS``
+#: set, a stub of another member (``_STUB``, member number and stub oid) or an
+#: entry of ``Marker._other_holders`` (foreign records).
+_CROSS = 1 << 63
+_STUB = 1 << 62
+_OID_BITS = 48
+_OID_MASK = (1 << _OID_BITS) - 1
 
 #: ``progress(phase, done, total)``: what a long run reports; total None when unknown.
 Progress = Callable[[str, int, "int | None"], None]
@@ -123,7 +131,9 @@ class Marker:
     dangling: list[Dangling] = field(default_factory=list)
     foreign_targets: list[ForeignTarget] = field(default_factory=list)
     stubs: dict[str, dict[bytes, bytes]] | None = None  # check: member -> stub oid -> entry
-    _todo: list[tuple[str, bytes, Holder]] = field(default_factory=list)
+    _todo: dict[str, array] = field(default_factory=dict)  # see _CROSS
+    _names: list[str] = field(default_factory=list)  # member numbers in holder codes
+    _other_holders: list[tuple[str, str]] = field(default_factory=list)
     _count: int = 0
     total: int = 0  # objects in the members, as their storages count them (for progress)
 
@@ -155,6 +165,8 @@ class Marker:
                 view.skip = frozenset([keep_alive._p_oid])
             self.marks[name] = LLTreeSet()
             self.cross[name] = LLTreeSet()
+            self._todo[name] = array("Q")
+            self._names.append(name)
         for view in self.views.values():
             view.snapshot = view.scanned = self._call(view, view.storage.lastTransaction)
             with contextlib.suppress(TypeError):  # a storage that cannot count its objects
@@ -200,7 +212,7 @@ class Marker:
     def mark_roots(self) -> None:
         """Mark from every member's root and every foreign reference."""
         for view in self.views.values():
-            self._mark(view.name, z64, b"")
+            self._mark(view.name, z64, 0)
         self.mark_foreign()
         self._drain()
 
@@ -230,6 +242,7 @@ class Marker:
                             continue  # a deletion, or an undone creation
                         self.marks[view.name].add(u64(record.oid))
                         self._follow(view, record.oid, record.data)
+                    self._drain()
                     view.scanned = txn.tid
             except UNREACHABLE_ERRORS as error:
                 raise _refused(view.name, error) from error
@@ -244,21 +257,24 @@ class Marker:
         if view.conn is not None:
             view.tm.begin()
 
-    def _mark(self, name: str, oid: bytes, holder: Holder) -> None:
-        if self.marks[name].add(u64(oid)):
-            self._todo.append((name, oid, holder))
+    def _mark(self, name: str, oid: bytes, holder: int) -> None:
+        number = u64(oid)
+        if self.marks[name].add(number):
+            self._todo[name].extend((number, holder))
 
     def _drain(self) -> None:
-        todo = self._todo
+        while any(self._todo.values()):  # a stub may name a member drained before
+            for name, todo in self._todo.items():
+                self._drain_member(self.views[name], todo)
+
+    def _drain_member(self, view: View, todo: array) -> None:
+        name = view.name
         while todo:
-            name, oid, holder = todo.pop()
-            view = self.views[name]
+            holder = todo.pop()
+            oid = p64(todo.pop())
             record = self._read(view, oid)
             if record is None:
-                if isinstance(holder, tuple):
-                    source, where = holder
-                else:
-                    source, where = name, f"oid {u64(holder)}" if holder else "the root"
+                source, where = self._holder(name, holder)
                 self.dangling.append(Dangling(source, where, f"{name}:oid:{u64(oid)}",
                                               f"member {name!r} has no such record"))
                 continue
@@ -266,6 +282,15 @@ class Marker:
             self._count += 1
             if self.progress is not None and not self._count % 4096:
                 self.progress("mark", min(self._count, self.total), self.total)
+
+    def _holder(self, name: str, code: int) -> tuple[str, str]:
+        """The member and description of the record a holder code names."""
+        if not code & _CROSS:
+            return name, f"oid {code}" if code else "the root"
+        if code & _STUB:
+            number = (code & ~(_CROSS | _STUB)) >> _OID_BITS
+            return self._names[number], f"stub oid {code & _OID_MASK}"
+        return self._other_holders[code & ~_CROSS]
 
     def _read(self, view: View, oid: bytes) -> bytes | None:
         """The revision of ``oid`` at the snapshot, else (a newer object) its current one."""
@@ -284,13 +309,15 @@ class Marker:
         if is_stub(record):
             self._follow_stub(view, oid, record)
             return
-        name = view.name
-        marks, todo, skip = self.marks[name], self._todo, view.skip
+        marks, todo, skip = self.marks[view.name], self._todo[view.name], view.skip
+        holder = u64(oid)
         for ref in referencesf(record):
             if ref in skip:
                 continue  # what keep_alive names is live only if the mark finds it again
-            if marks.add(u64(ref)):
-                todo.append((name, ref, oid))
+            number = u64(ref)
+            if marks.add(number):
+                todo.append(number)
+                todo.append(holder)
 
     def _follow_stub(self, view: View, oid: bytes, record: bytes) -> None:
         data, _stable_id = stub_data(record)
@@ -303,7 +330,10 @@ class Marker:
             self.dangling.append(Dangling(view.name, holder, f"member {member_name!r}",
                                           f"no member of the federation has id {member_id}"))
             return
-        self._target(view.name, holder, target, kind, key)
+        number = u64(oid)
+        code = (_CROSS | _STUB | (self._names.index(view.name) << _OID_BITS) | number
+                if number <= _OID_MASK else self._other(view.name, holder))
+        self._target(view.name, holder, target, kind, key, code)
 
     def _member_of(self, member_id: str, member_name: str, kind: str) -> Any:
         """The member a stub names (as ``Manager._resolve_target`` finds it), or None."""
@@ -313,7 +343,12 @@ class Marker:
             member = federation.members.get(member_name)  # a copy of the database
         return member
 
-    def _target(self, source: str, holder: str, member: Any, kind: str, key: bytes) -> None:
+    def _other(self, source: str, holder: str) -> int:
+        self._other_holders.append((source, holder))
+        return _CROSS | (len(self._other_holders) - 1)
+
+    def _target(self, source: str, holder: str, member: Any, kind: str, key: bytes,
+                code: int | None = None) -> None:
         """Mark the object that ``key`` of ``kind`` names in ``member``."""
         name = member.name
         if name in self.exclude:
@@ -330,7 +365,8 @@ class Marker:
                                           f"member {name!r} has no object with that key"))
             return
         self.cross[name].add(u64(oid))
-        self._mark(name, oid, (source, holder))
+        if u64(oid) not in self.marks[name]:
+            self._mark(name, oid, code if code is not None else self._other(source, holder))
 
     def _oid_of(self, view: View, kind: str, key: bytes) -> bytes | None:
         if kind == "integer":
