@@ -137,8 +137,9 @@ def _check_foreign_targets(federation: Any, targets: list[ForeignTarget],
         by_member.setdefault(target.target, []).append(target)
     for name, wanted in by_member.items():
         member = federation.members[name]
-        adapter = member.factory()
+        adapter = None
         try:
+            adapter = member.factory()
             own = [t for t in wanted if t.kind == member.kind]
             found: set[Any] = set()
             size = adapter.batch_size
@@ -159,7 +160,8 @@ def _check_foreign_targets(federation: Any, targets: list[ForeignTarget],
             report.findings.append(Finding(name, "dangling", f"{error} Its records named by "
                                            "other members could not be checked."))
         finally:
-            adapter.close()
+            if adapter is not None:
+                adapter.close()
 
 
 def _resolves(adapter: Any, target: ForeignTarget) -> bool:
