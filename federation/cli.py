@@ -10,7 +10,7 @@ import click
 import transaction
 
 import federation
-from federation import demo
+from federation import demo, maintenance
 from federation.gc import iter_collectable
 
 
@@ -55,13 +55,16 @@ def stubs_command(config: Path, member: str) -> None:
 def reindex_command(config: Path, member: str) -> None:
     """Bring MEMBER's stub and uuid indexes in line with its records (after an import)."""
     tm = transaction.TransactionManager()
+    progress = _Progress()
     with _open(config) as fed, fed.open(tm) as conn:
         try:
             for attempt in tm.attempts():
                 with attempt:
-                    report = conn.reindex(member)
+                    report = maintenance.reindex(conn, member, progress=progress)
         except federation.FederationError as error:
             raise click.ClickException(str(error)) from error
+        finally:
+            progress.close()
     click.echo(f"{member}: {report.stubs} stubs ({report.duplicate_stubs} duplicates), "
                f"{report.uuids} uuids indexed; {report.added} entries added or corrected, "
                f"{report.removed} removed")

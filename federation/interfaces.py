@@ -86,7 +86,9 @@ class Adapter(Protocol):
     conformance suite (``tests/conformance.py``) skips what an adapter does
     not claim.  An adapter that ``can_rename`` (its records' keys may change
     under it, like an LDAP entry's DN) also provides :class:`Renaming`; one
-    that accepts other key kinds for lookups provides :class:`KeyLookup`.
+    that accepts other key kinds for lookups provides :class:`KeyLookup`;
+    one with ``ref_attributes`` provides :class:`ReferenceHolder`, so that
+    garbage collection counts the references its records hold.
     """
 
     kind: str

@@ -92,8 +92,8 @@ def _is_stub(storage: Any, oid: bytes) -> bool:
     return record is not None and is_stub(record)
 
 
-def reindex(manager: Manager, member: str,
-            hook: Callable[[str], None] | None = None) -> ReindexReport:
+def reindex(manager: Manager, member: str, hook: Callable[[str], None] | None = None,
+            progress: Callable[[str, int, int | None], None] | None = None) -> ReindexReport:
     """Bring ``member``'s stub, stable-id and uuid indexes in line with its records.
 
     Every stub record and every object keeping a UUID is read (all current
@@ -102,7 +102,8 @@ def reindex(manager: Manager, member: str,
     name), and the entries that are missing or wrong are set; entries whose
     record is gone are removed.  Use it after importing objects
     (``importFile`` gives them new oids).  The caller commits; ``hook``
-    is called with ``"scanned"`` before any entry is changed (tests).
+    is called with ``"scanned"`` before any entry is changed (tests);
+    ``progress("reindex", records read, records in the member)`` now and then.
     """
     jar = manager.jar(member)
     catalog = jar._catalog()
@@ -119,7 +120,10 @@ def reindex(manager: Manager, member: str,
     if hook is not None:  # tests: everything is read before any entry changes
         records = iter(list(records))
         hook("scanned")
-    for oid, record in records:
+    total = len(storage) if hasattr(storage, "__len__") else None
+    for done, (oid, record) in enumerate(records, start=1):
+        if progress is not None and not done % 4096:
+            progress("reindex", min(done, total or done), total)
         if is_stub(record):
             report.stubs += 1
             _index_stub(storage, indexes, oid, record, report)
