@@ -7,6 +7,7 @@ import json
 import sqlite3
 
 import transaction
+import ZEO
 import ZODB
 from click.testing import CliRunner
 from ZODB.FileStorage import FileStorage
@@ -154,3 +155,32 @@ def test_progress_is_shown_on_a_terminal_only():
         progress("scan", 1, None)
         progress.close()
     assert "mark" in shown.getvalue() and quiet.getvalue() == ""
+
+
+def test_zfed_pack_dry_run_and_refusal(tmp_path, uris):
+    """zfed pack --dry-run lists what would go, per member; with a ZEO member down, zfed pack
+    exits 1 naming it; with --exclude it runs and says so."""
+    (host, port), stop = ZEO.server(path=str(tmp_path / "zeo.fs"), port=("127.0.0.1", 0),
+                                    threaded=True)
+    members = {"main": uris["main"], "remote": f"zeo://{host}:{port}?wait_timeout=1"}
+    with federation.open(members) as fed, fed.open() as conn:
+        gone = conn.root("main")["gone"] = Item("gone")
+        transaction.commit()
+        del conn.root("main")["gone"]
+        transaction.commit()
+    oid = int.from_bytes(gone._p_oid, "big")
+    config = _config(tmp_path, members)
+    runner = CliRunner()
+    dry = runner.invoke(main, ["pack", "--dry-run", config])
+    assert dry.exit_code == 0, dry.output
+    assert f"main\toid {oid} (0x{oid:x})\twould be collected" in dry.output
+    assert "main: dry run, nothing changed" in dry.output
+    stop()
+    refused = runner.invoke(main, ["pack", config])
+    assert refused.exit_code == 1
+    assert "Member 'remote' cannot be read" in refused.output
+    assert "--exclude remote" in refused.output
+    excluded = runner.invoke(main, ["pack", "--exclude", "remote", config])
+    assert excluded.exit_code == 0, excluded.output
+    assert "remote: excluded (not read, not packed)" in excluded.output
+    assert "collected 1 object(s)" in excluded.output
