@@ -42,9 +42,12 @@ root and keep-alive set reached every marked object that existed then;
 otherwise it is not packed in this run (its report says why), because the
 keep-alive set written now cannot protect objects at an earlier time.
 
-What is not covered, as with ZODB's own pack: a transaction that began
+What is not covered: as with ZODB's own pack, a transaction that began
 before the snapshot and, committing after the run, stores a reference to an
-object that was unreachable during the whole run.
+object that was unreachable during the whole run; and a transaction whose
+two-phase commit stalls between finishing in one member and finishing in
+another for the whole final scan (its second half is then invisible while
+its first half already removed the old reference).
 """
 
 from __future__ import annotations

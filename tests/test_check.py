@@ -6,6 +6,7 @@ import io
 import json
 import sqlite3
 
+import pytest
 import transaction
 import ZEO
 import ZODB
@@ -157,6 +158,7 @@ def test_progress_is_shown_on_a_terminal_only():
     assert "mark" in shown.getvalue() and quiet.getvalue() == ""
 
 
+@pytest.mark.server
 def test_zfed_pack_dry_run_and_refusal(tmp_path, uris):
     """zfed pack --dry-run lists what would go, per member; with a ZEO member down, zfed pack
     exits 1 naming it; with --exclude it runs and says so."""

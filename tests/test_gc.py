@@ -39,6 +39,7 @@ def _only_notes_references(fed: federation.Federation, title: str) -> bytes:
         return orphan._p_oid
 
 
+@pytest.mark.server
 def test_pack_refuses_when_a_member_cannot_be_read(tmp_path):
     """With a ZEO member down, pack refuses, naming it; nothing of the others is collected."""
     (host, port), stop = ZEO.server(path=str(tmp_path / "main.fs"), port=("127.0.0.1", 0),
@@ -204,6 +205,47 @@ def test_commit_during_pack_keeps_what_it_references(fed, step, move):
             assert (x.title, x.link.title) == ("x", "child of x")
             transaction.abort()
         fed.pack()
+
+
+@pytest.fixture
+def zeo_uris(tmp_path):
+    """Two ZEO servers (main, notes) on free loopback ports; their URIs."""
+    stops, uris = [], {}
+    for name in ("main", "notes"):
+        (host, port), stop = ZEO.server(path=str(tmp_path / f"{name}.fs"),
+                                        port=("127.0.0.1", 0), threaded=True)
+        stops.append(stop)
+        uris[name] = f"zeo://{host}:{port}?wait_timeout=5"
+    yield uris
+    for stop in stops:
+        stop()
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("step", ["marked", "keep_alive", "verified", "pack main"])
+def test_commit_from_another_client_during_pack(zeo_uris, step):
+    """On ZEO, a commit by another client (its own storages, as another process has) that
+    moves the only reference across members at a step of the pack loses nothing."""
+    with federation.open(zeo_uris) as other, other.open() as conn:
+        conn.root("main")["x"] = Item("x", link=Item("child of x"))
+        transaction.commit()
+    seen = []
+
+    def hook(name: str) -> None:
+        if name == step and not seen:
+            seen.append(name)
+            with federation.open(zeo_uris) as other:
+                _move_to_notes(other)
+
+    with federation.open(zeo_uris) as fed:
+        fed.pack(hook=hook)
+        assert seen == [step]
+    with federation.open(zeo_uris) as fed:
+        fed.pack()
+        with fed.open() as conn:
+            x = conn.root("notes")["x"].link
+            assert (x.title, x.link.title) == ("x", "child of x")
+            transaction.abort()
 
 
 def test_steps_are_the_documented_ones(fed):
