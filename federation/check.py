@@ -12,7 +12,9 @@ member, then reports, per member, findings of these kinds (:data:`KINDS`):
     A foreign record whose ``Ref`` text names nothing (bad text, an unknown
     member, a missing object).
 ``unreferenced-stub``
-    A stub record that no live object references (the next pack removes it).
+    A stub record that no live object references and whose target is dead:
+    the next pack removes it.  (A stub of a live target is kept, so that
+    new references reuse it, and is not reported.)
 ``index-without-stub``
     A ``stubs_by_oid``/``stubs_by_target`` entry whose stub record is gone.
 ``stub-not-indexed``
@@ -114,6 +116,7 @@ def check(federation: Any, *, exclude: Iterable[str] = (), repair: bool = False,
         marker.open()
         marker.mark_roots()
         marker.scan_tail()
+        marker.keep_reusable_stubs()
         for dangling in marker.dangling:
             kind = "foreign-ref" if dangling.member in marker.holders else "dangling"
             report.findings.append(Finding(

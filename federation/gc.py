@@ -21,9 +21,13 @@ Each step below is a hook point (:data:`STEPS`; tests inject commits there):
 4. ``keep_alive``: each packable member's ``catalog.keep_alive`` is made to
    hold exactly the marked objects that marked stubs of other members, or
    foreign records, name (entries added and removed, never the index
-   replaced).  Targets only garbage names are dropped, so cycles across
-   members are released.  References keep the standard ``(oid, class)``
-   form even when the classes are not importable (:func:`records.importable`).
+   replaced), and the stubs of live targets that nothing references any
+   more (:meth:`~federation.marking.Marker.keep_reusable_stubs`: a new
+   reference to the target reuses the stub, without a path from any root,
+   so such a stub dies only with its target).  Targets only garbage names
+   are dropped, so cycles across members are released.  References keep
+   the standard ``(oid, class)`` form even when the classes are not
+   importable (:func:`records.importable`).
 5. ``verified``: the tail is scanned once more (it holds the keep-alive
    commits, and whatever others committed meanwhile); if that names a new
    cross-member target, back to 4.
@@ -134,6 +138,7 @@ def collect(federation: Any, *, days: float = 0.0, exclude: tuple[str, ...] | li
         marker.mark_roots()
         step("marked")
         report.rounds = _settle(marker)
+        marker.keep_reusable_stubs()
         step("scanned")
         packable = [view for view in marker.views.values() if _packable(view)]
         if not dry_run:
@@ -146,6 +151,7 @@ def collect(federation: Any, *, days: float = 0.0, exclude: tuple[str, ...] | li
                 step("keep_alive")
                 marker.scan_tail()
                 marker.mark_foreign()
+                marker.keep_reusable_stubs()
                 step("verified")
                 if not any(_changed(marker.cross[v.name], written.get(v.name)) for v in packable):
                     break

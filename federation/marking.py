@@ -227,6 +227,41 @@ class Marker:
                 self._foreign_reference(name, key, text)
         self._drain()
 
+    def keep_reusable_stubs(self) -> int:
+        """Mark the unmarked stubs whose targets are marked; how many there were.
+
+        A transaction that references an object of another member reuses
+        the stub that ``stubs_by_target`` (or its connection's cache) names
+        for it, whether or not anything references that stub: a stub that
+        is garbage now is referenced again as soon as its target is.  So a
+        stub is kept, through its member's keep-alive set (``cross``), for
+        as long as its target lives; only stubs of dead targets are collected.
+        """
+        added = 0
+        for view in self.views.values():
+            catalog = getattr(view.conn.root(), CATALOG_ATTRIBUTE, None)
+            index = getattr(catalog, "stubs_by_target", None)
+            if index is None:
+                continue
+            marks = self.marks[view.name]
+            for tkey, stub_oid in index.items():
+                number = u64(stub_oid)
+                if number not in marks and self._live_target(tkey):
+                    marks.add(number)
+                    self.cross[view.name].add(number)
+                    added += 1
+        return added
+
+    def _live_target(self, tkey: bytes) -> bool:
+        """True unless the target a ``stubs_by_target`` key names is an unmarked object."""
+        member_id, kind, key = tkey.split(b"\0", 2)
+        member = self.federation.members_by_id.get(member_id.decode())
+        view = self.views.get(member.name) if member is not None else None
+        if view is None:
+            return member is not None  # a foreign record (never collected), or excluded
+        oid = self._oid_of(view, kind.decode(), key)
+        return oid is not None and u64(oid) in self.marks[view.name]
+
     def scan_tail(self) -> bool:
         """Mark from every record written since the last scan; True if there was one."""
         new = False

@@ -101,14 +101,18 @@ def test_repair_fixes_indexes_and_says_what_it_did(tmp_path, uris):
 
 
 def test_check_reports_unreferenced_stubs_and_shared_uuids(tmp_path, uris):
-    """A stub whose referrer is gone, and two objects keeping one UUID after an import."""
+    """A stub whose referrer and target are dead, and two objects keeping one UUID after an
+    import; a stub of a live target that nothing references is kept, not reported."""
     members = {"main": {"uri": uris["main"], "key": "uuid"}, "notes": uris["notes"]}
     with federation.open(members) as fed, fed.open() as conn:
         page = conn.root("main")["page"] = Item("page")
+        dead = Item("dead")
+        conn.add(dead, "main")
         transaction.commit()
         conn.root("notes")["a"] = Item("a", link=page)
+        conn.root("notes")["d"] = Item("d", link=dead)
         transaction.commit()
-        del conn.root("notes")["a"]
+        del conn.root("notes")["a"], conn.root("notes")["d"]
         stream = tmp_path / "page.zexp"
         with stream.open("wb") as out:
             conn.jar("main").exportFile(page._p_oid, out)
@@ -119,6 +123,8 @@ def test_check_reports_unreferenced_stubs_and_shared_uuids(tmp_path, uris):
     assert _kinds(report) == {("notes", "unreferenced-stub"): 1, ("main", "uuid-mismatch"): 1}
     [shared] = [f for f in report.findings if f.kind == "uuid-mismatch"]
     assert "both keep UUID" in shared.message
+    [stub] = [f for f in report.findings if f.kind == "unreferenced-stub"]
+    assert "the next pack removes it" in stub.message
 
 
 def test_check_reports_a_sql_ref_naming_nothing(tmp_path):

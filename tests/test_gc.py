@@ -207,6 +207,37 @@ def test_commit_during_pack_keeps_what_it_references(fed, step, move):
         fed.pack()
 
 
+@pytest.mark.parametrize("step", STEPS)
+def test_a_new_reference_reusing_an_unreferenced_stub_during_pack(fed, step):
+    """A stub nothing references, whose target lives, is reused by a new reference committed at
+    any step of the pack: the stub is kept, and the reference loads then and after more packs."""
+    with fed.open() as conn:
+        target = conn.root("notes")["target"] = Item("target")
+        transaction.commit()
+        conn.root("main")["old"] = Item("old", link=target)
+        transaction.commit()
+        del conn.root("main")["old"]  # the stub in main is referenced by nothing now
+        transaction.commit()
+        [stub] = conn.stubs("main")
+    seen = []
+
+    def reference_again(name: str) -> None:
+        if name == step and not seen:
+            seen.append(name)
+            tm = transaction.TransactionManager()
+            with fed.open(tm) as other:
+                other.root("main")["new"] = Item("new", link=other.root("notes")["target"])
+                tm.commit()
+                assert other.stubs("main") == [stub]  # reused, not a new stub
+
+    fed.pack(hook=reference_again)
+    for _ in range(2):
+        with fed.open() as conn:
+            assert conn.root("main")["new"].link.title == "target"
+            transaction.abort()
+        fed.pack()
+
+
 @pytest.fixture
 def zeo_uris(tmp_path):
     """Two ZEO servers (main, notes) on free loopback ports; their URIs."""

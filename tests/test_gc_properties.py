@@ -114,12 +114,17 @@ def test_pack_keeps_exactly_what_is_reachable(graph):
 
 
 def _stub_targets(graph: dict, live: set[int], member: str) -> set[int]:
-    """The nodes of other members that live objects of ``member`` reference."""
+    """The live nodes of other members that objects of ``member`` ever referenced.
+
+    A stub is kept while its target lives, referenced or not, so that new
+    references reuse it; the temporary list in 'a' referenced every node.
+    """
     where = graph["members"]
-    targets = {dst for src, dst in graph["edges"]
-               if src in live and where[src] == member and where[dst] != member}
-    targets.update(n for root, n in graph["roots"] if root == member and where[n] != member)
-    return targets
+    targets = {dst for src, dst in graph["edges"] if where[src] == member}
+    targets.update(n for root, n in graph["roots"] if root == member)
+    if member == "a":
+        targets.update(range(len(where)))
+    return {n for n in targets if n in live and where[n] != member}
 
 
 def _check_node(node: Node, n: int, graph: dict) -> None:
@@ -134,3 +139,76 @@ def _check_node(node: Node, n: int, graph: dict) -> None:
         targets = [dst for src, dst in graph["edges"] if src == index]
         assert [link.title for link in obj.links] == [f"n{dst}" for dst in targets]
         todo.extend(zip(obj.links, targets, strict=True))
+
+
+STEPS = ["open", "marked", "scanned", "keep_alive", "verified", "pack a", "packed a", "pack b",
+         "packed b", "pruned"]
+
+
+def _path(graph: dict, start: int, goal: int) -> list[int]:
+    """Positions in ``links`` leading from node ``start`` to node ``goal`` (breadth first)."""
+    paths = {start: []}
+    todo = [start]
+    while todo:
+        n = todo.pop(0)
+        if n == goal:
+            return paths[n]
+        for position, dst in enumerate(dst for src, dst in graph["edges"] if src == n):
+            if dst not in paths:
+                paths[dst] = [*paths[n], position]
+                todo.append(dst)
+    raise AssertionError("unreachable goal")
+
+
+@settings(max_examples=20, deadline=None)
+@given(graphs(), st.sampled_from(STEPS), st.sampled_from(ZODB_MEMBERS), st.data())
+def test_a_commit_during_pack_loses_nothing_live(graph, step, member, data):
+    """A commit at any step moves a root's reference to an object it reaches into a root
+    of any member: everything live afterwards loads; what no state reached is gone."""
+    if not graph["roots"]:
+        graph["roots"] = [("a", 0)]
+    root_member, start = graph["roots"][0]
+    reachable_from_start = _reachable({**graph, "roots": [(root_member, start)], "rows": []})
+    goal = data.draw(st.sampled_from(sorted(reachable_from_start)))
+    moved = {**graph, "roots": [*graph["roots"][1:], (member, goal)]}
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory)
+        sql_member, _ = make_member(path, "s")
+        members = {name: (path / f"{name}.fs").as_uri() for name in ZODB_MEMBERS}
+        with federation.open({**members, "s": sql_member}) as fed:
+            oids, refs = _build(fed, graph)
+            seen = []
+
+            def move(name: str) -> None:
+                if name != step or seen:
+                    return
+                seen.append(name)
+                tm = transaction.TransactionManager()
+                with fed.open(tm) as conn:
+                    obj = conn.root(root_member)[f"r{start}"]
+                    for position in _path(graph, start, goal):
+                        obj = obj.links[position]
+                    if (root_member, start) not in moved["roots"]:
+                        del conn.root(root_member)[f"r{start}"]
+                    conn.root(member)[f"r{goal}"] = obj
+                    tm.commit()
+
+            fed.pack(hook=move)
+            assert seen == [step]
+            before, after = _reachable(graph), _reachable(moved)
+            for final in (False, True):
+                with fed.open() as conn:
+                    for root, n in moved["roots"]:
+                        _check_node(conn.root(root)[f"r{n}"], n, moved)
+                    for ref, n in zip(refs, graph["rows"], strict=True):
+                        _check_node(conn.get(ref).owner, n, moved)
+                    transaction.abort()
+                kept = after if final else before | after
+                for n, (oid, where) in enumerate(zip(oids, graph["members"], strict=True)):
+                    if n not in kept:
+                        try:
+                            fed.member(where).db.storage.load(oid)
+                        except POSKeyError:
+                            continue
+                        raise AssertionError(f"node n{n} of {where} survived, reached by no state")
+                fed.pack()
