@@ -213,8 +213,8 @@ def _check_member(marker: Marker, view: View, report: CheckReport) -> None:
                             f"stubs_by_target names stub oid {u64(oid)} for target "
                             f"{_target_text(tkey)}, but that stub does not exist."))
         for value, entry in indexes["uuids"].items():
-            record = _load(storage, entry[:8])
-            if record is None or record_uuid(record) != value:
+            held = _load(storage, entry[:8])
+            if held is None or record_uuid(held) != value:
                 add(Finding(name, "uuid-mismatch",
                             f"uuids names oid {u64(entry[:8])} for UUID {value.hex()}, but that "
                             "object does not keep that UUID."))
