@@ -33,6 +33,7 @@ import re
 import ssl
 import uuid as _uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -319,6 +320,19 @@ class LdapAdapter:
             escaped = escape_bytes(data) if isinstance(data, bytes) else escape_filter_chars(data)
             condition = f"({declared.name}={escaped})"
         return sorted(dn for dn, _ in self._search(condition, ["entryUUID"], paged=True))
+
+    def references(self) -> Iterator[tuple[Any, str]]:
+        """See ``federation.interfaces.ReferenceHolder``: one paged search of the base."""
+        declared = {name: self.entries.mapping[name] for name in sorted(self.ref_attributes)}
+        if not declared:
+            return
+        condition = "(|" + "".join(f"({a.name}=*)" for a in declared.values()) + ")"
+        wanted = [a.name for a in declared.values()]
+        for dn, values in self._search(condition, wanted, paged=True):
+            for attribute in declared.values():
+                text = attribute.load(values.get(attribute.name.lower(), []))
+                if text:
+                    yield dn, str(text)
 
     def new_key(self, state: dict[str, Any]) -> Any:
         """``rdn=value,base``, the value that of the attribute mapped to ``rdn`` or on_create's."""

@@ -12,7 +12,7 @@ import copy
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from federation import resolvers
@@ -119,6 +119,14 @@ class MemoryAdapter:
             return {sid: (key, copy.deepcopy(self.db.records[key]))
                     for key, sid in self.db.stable_ids.items()
                     if sid in wanted and key in self.db.records}
+
+    def references(self) -> Iterator[tuple[Any, str]]:
+        """See ``federation.interfaces.ReferenceHolder``."""
+        with self.db.lock:
+            self.db.round_trips += 1
+            held = [(key, record.get(name)) for key, record in self.db.records.items()
+                    for name in sorted(self.ref_attributes)]
+        return iter([(key, text) for key, text in held if text])
 
     def find(self, attribute: str, value: Any) -> list[Any]:
         with self.db.lock:

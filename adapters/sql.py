@@ -21,7 +21,7 @@ import re
 import sqlite3
 import time
 import uuid as _uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,6 +197,21 @@ class SqlAdapter:
         sql = (f"SELECT {self._q(table.key)} FROM {self._q(table.name)} "
                f"WHERE {self._q(name)} = ? ORDER BY {self._q(table.key)}")
         return [self._from_db(row[0]) for row in self._execute(sql, (data,)).fetchall()]
+
+    def references(self) -> Iterator[tuple[Any, str]]:
+        """See ``federation.interfaces.ReferenceHolder``: one query over the ref columns."""
+        table = self.db.table
+        columns = list(table.refs.values())
+        if not columns:
+            return
+        names = ", ".join(self._q(c) for c in (table.key, *columns))
+        held = " OR ".join(f"{self._q(c)} IS NOT NULL" for c in columns)
+        sql = f"SELECT {names} FROM {self._q(table.name)} WHERE {held}"
+        for row in self._execute(sql).fetchall():
+            key = self._from_db(row[0])
+            for text in row[1:]:
+                if text:
+                    yield key, text
 
     def new_key(self, state: dict[str, Any]) -> Any:
         table = self.db.table

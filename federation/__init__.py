@@ -12,6 +12,7 @@
 
 from federation.errors import (
     AmbiguousPlacement,
+    CollectionRefused,
     CommitFenced,
     ConfigurationError,
     DanglingStub,
@@ -31,6 +32,7 @@ from federation.split import Split, SplitObject
 
 __all__ = [
     "AmbiguousPlacement",
+    "CollectionRefused",
     "CommitFenced",
     "ConfigurationError",
     "DanglingStub",

@@ -63,9 +63,9 @@ stable id: its state is then the pair ``(encoded entry, stable id)``
 there is no stable id).  Referrers point at the stub with a plain
 ``(stub oid, federation.catalog.Stub)`` reference; the federation's reader
 recognises the class and substitutes the target.  Stubs that no referrer
-reaches any more are removed by an ordinary pack; their index entries are
-then dropped by :func:`federation.maintenance.reindex`, which
-:func:`federation.maintenance.pack` runs after packing.
+reaches any more are removed by the federation's pack
+(:mod:`federation.gc`); their index entries are then dropped by
+:func:`federation.maintenance.prune`.
 
 ``stable_ids`` (:class:`Index`)
     ``stub oid -> stable id`` (text) for stubs whose target member can rename
@@ -78,9 +78,11 @@ then dropped by :func:`federation.maintenance.reindex`, which
     index.
 
 ``keep_alive`` (:class:`Index`)
-    ``oid -> object``: real references to this member's objects that stubs
-    in other members name, written by :func:`federation.maintenance.pack`
-    so that packing this member does not collect them.
+    ``oid -> object``: real ``(oid, class)`` references to this member's
+    objects that live stubs of other members, or foreign records, name;
+    written by :func:`federation.gc.collect` (entry by entry) so that
+    packing this member does not collect them.  The federation's own mark
+    does not follow it.
 
 ``splits`` (:class:`Index`)
     In a secondary member: ``split key -> secondary record`` of a split

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import transaction
 
 import federation
-from federation import demo
+from federation import demo, maintenance
+from federation.gc import iter_collectable
 
 
 @click.group()
@@ -50,28 +53,104 @@ def stubs_command(config: Path, member: str) -> None:
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("member")
 def reindex_command(config: Path, member: str) -> None:
-    """Rebuild MEMBER's stub and uuid indexes (after importing objects)."""
+    """Bring MEMBER's stub and uuid indexes in line with its records (after an import)."""
     tm = transaction.TransactionManager()
+    progress = _Progress()
     with _open(config) as fed, fed.open(tm) as conn:
         try:
-            report = conn.reindex(member)
+            for attempt in tm.attempts():
+                with attempt:
+                    report = maintenance.reindex(conn, member, progress=progress)
         except federation.FederationError as error:
             raise click.ClickException(str(error)) from error
-        tm.commit()
+        finally:
+            progress.close()
     click.echo(f"{member}: {report.stubs} stubs ({report.duplicate_stubs} duplicates), "
-               f"{report.uuids} uuids indexed")
+               f"{report.uuids} uuids indexed; {report.added} entries added or corrected, "
+               f"{report.removed} removed")
+
+
+_EXCLUDE = click.option(
+    "--exclude", multiple=True, metavar="MEMBER",
+    help="Leave MEMBER out (repeatable): it is not read, so objects that only it references "
+         "count as garbage.")
 
 
 @main.command("pack")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--days", type=float, default=0.0, show_default=True,
               help="Keep history newer than this many days.")
-def pack_command(config: Path, days: float) -> None:
-    """Pack every member, keeping objects that other members reference."""
+@_EXCLUDE
+@click.option("--dry-run", is_flag=True, help="List what would be collected; change nothing.")
+def pack_command(config: Path, days: float, exclude: tuple[str, ...], dry_run: bool) -> None:
+    """Collect the garbage of every member and pack them, keeping cross-member references.
+
+    Refuses to run when a member cannot be read, unless it is excluded.
+    """
+    progress = _Progress()
     with _open(config) as fed:
-        reports = fed.pack(days=days)
-    for name, report in reports.items():
-        click.echo(f"{name}: packed; {report.stubs} live stubs")
+        try:
+            report = fed.pack(days=days, exclude=exclude, dry_run=dry_run, progress=progress)
+        except federation.FederationError as error:
+            raise click.ClickException(str(error)) from error
+        finally:
+            progress.close()
+    if dry_run:
+        for name, oid in iter_collectable(report):
+            click.echo(f"{name}\toid {oid} (0x{oid:x})\twould be collected")
+    click.echo(report.summary())
+
+
+@main.command("check")
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_EXCLUDE
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--repair", is_flag=True,
+              help="Rebuild the indexes of members with index findings (nothing else).")
+def check_command(config: Path, exclude: tuple[str, ...], as_json: bool, repair: bool) -> None:
+    """Read every member and report broken references and index problems.
+
+    Exit status 1 when anything is found (even if --repair fixed it).
+    """
+    progress = _Progress()
+    with _open(config) as fed:
+        try:
+            report = fed.check(exclude=exclude, repair=repair, progress=progress)
+        except federation.FederationError as error:
+            raise click.ClickException(str(error)) from error
+        finally:
+            progress.close()
+    click.echo(report.to_json() if as_json else "\n".join(report.lines()))
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+class _Progress:
+    """A progress bar on a terminal's standard error; silent in scripts."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty()
+        self.bar: Any = None
+        self.phase = ""
+        self.done = 0
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        if not self.enabled or not total:
+            return
+        if phase != self.phase:
+            self.close()
+            self.phase, self.done = phase, 0
+            self.bar = click.progressbar(length=total, label=phase, file=self.stream,
+                                         show_pos=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
 @main.command("bench")

@@ -106,3 +106,6 @@ class InDoubtTransactions(FederationError):
             f"{len(in_doubt)} transaction(s) over several members are in doubt: {listed}{more}. "
             "Run 'zfed recover CONFIG' to see them and settle each with --commit or --abort."
         )
+
+class CollectionRefused(FederationError):
+    """Garbage collection cannot see a member that may hold references; nothing was collected."""

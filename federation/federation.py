@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ZODB.DB import DB
 from ZODB.interfaces import IStorage
 
-from federation import maintenance, recovery, resolvers
+from federation import check as checking
+from federation import gc, recovery, resolvers
 from federation.adapters.zodb import ZodbMember
 from federation.connection import FederatedConnection
 from federation.errors import ConfigurationError, InDoubtTransactions, UnknownMember
 from federation.foreign import ForeignMember
-from federation.maintenance import ReindexReport
 from federation.manager import Manager, default_transaction_manager
 from federation.ref import check_member_name
 
@@ -131,12 +131,22 @@ class Federation:
                 jar.open(tm, delegate=False)
         return Manager(self, tm, jars)
 
-    def pack(self, days: float = 0.0) -> dict[str, ReindexReport]:
-        """Pack every writable member, keeping objects other members reference.
+    def pack(self, days: float = 0.0, *, exclude: Iterable[str] = (), dry_run: bool = False,
+             progress: gc.Progress | None = None,
+             hook: gc.Hook | None = None) -> gc.CollectionReport:
+        """Collect the garbage of the whole federation and pack every writable member.
 
-        See :func:`federation.maintenance.pack`.
+        Refuses (:class:`~federation.CollectionRefused`) when a member not in
+        ``exclude`` cannot be read.  ``dry_run`` only reports what would be
+        collected.  See :func:`federation.gc.collect`.
         """
-        return maintenance.pack(self, days)
+        return gc.collect(self, days=days, exclude=tuple(exclude), dry_run=dry_run,
+                          progress=progress, hook=hook)
+
+    def check(self, *, exclude: Iterable[str] = (), repair: bool = False,
+              progress: gc.Progress | None = None) -> checking.CheckReport:
+        """Read every member and report inconsistencies. See :func:`federation.check.check`."""
+        return checking.check(self, exclude=exclude, repair=repair, progress=progress)
 
     def _release(self, jars: dict[str, FederatedConnection]) -> None:
         # Member connections are kept together: their caches refer to each other.

@@ -5,6 +5,7 @@ The prose lives here; implementations say "See :class:`KeyKind`".
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -88,7 +89,9 @@ class Adapter(Protocol):
     conformance suite (``tests/conformance.py``) skips what an adapter does
     not claim.  An adapter that ``can_rename`` (its records' keys may change
     under it, like an LDAP entry's DN) also provides :class:`Renaming`; one
-    that accepts other key kinds for lookups provides :class:`KeyLookup`.
+    that accepts other key kinds for lookups provides :class:`KeyLookup`;
+    one with ``ref_attributes`` provides :class:`ReferenceHolder`, so that
+    garbage collection counts the references its records hold.
     """
 
     kind: str
@@ -263,3 +266,28 @@ class Participant(Protocol):
     def abort(self, txn: Any) -> None: ...
 
     def savepoint(self) -> Any: ...
+
+
+@runtime_checkable
+class ReferenceHolder(Protocol):
+    """What an adapter whose records can hold references adds: listing them.
+
+    An adapter with ``ref_attributes`` keeps references to objects of other
+    members as :class:`federation.Ref` text in its records (SQL ``refs``
+    columns, LDAP reference attributes).  A ZODB member's object that only
+    such a record references is live: the federation's garbage collector
+    (:func:`federation.gc.collect`) and ``check`` read them all with
+    ``references()``.
+
+    - ``references()`` yields ``(key, text)`` for every reference held by
+      every record of the member: the record's key and the ``Ref`` text
+      (``member:kind:key``).  Empty values are left out.  It reads the
+      committed records, in as few round trips as the backend allows, and
+      raises :class:`federation.MemberUnavailable` when the server cannot be
+      reached.
+
+    An adapter with ``ref_attributes`` that does not provide it makes
+    ``pack`` refuse to run (it cannot know what the member references).
+    """
+
+    def references(self) -> Iterator[tuple[Any, str]]: ...
