@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import click
@@ -10,13 +12,22 @@ import transaction
 import federation
 from federation import demo
 
-
-@click.group()
-def main() -> None:
-    """zodb-federation: several databases used as one graph of persistent objects."""
+CONFIG = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-@main.command("demo")
+@click.group(invoke_without_command=True)
+@click.version_option(package_name="zodb-federation", prog_name="zfed")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """zodb-federation: several databases used as one graph of persistent objects.
+
+    CONFIG is a federation's TOML configuration file (docs/operations.md).
+    """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@main.command("demo", short_help="Run the demo federation in DIRECTORY.")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path),
                 default=Path("federation-demo"))
 def demo_command(directory: Path) -> None:
@@ -31,23 +42,25 @@ def _open(config: Path) -> federation.Federation:
         raise click.ClickException(str(error)) from error
 
 
-@main.command("stubs")
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@main.command("stubs", short_help="List the stub records a member keeps.")
+@click.argument("config", type=CONFIG)
 @click.argument("member")
 def stubs_command(config: Path, member: str) -> None:
-    """List the stub records that MEMBER keeps (CONFIG is a federation TOML file)."""
+    """List the stub records that MEMBER keeps, by oid: oid, target, target class."""
     with _open(config) as fed, fed.open(transaction.TransactionManager()) as conn:
         try:
-            stubs = conn.stubs(member)
+            stubs = sorted(conn.stubs(member), key=lambda stub: stub.oid)
         except federation.FederationError as error:
             raise click.ClickException(str(error)) from error
+        if not stubs:
+            click.echo(f"{member}: no stubs")
         for stub in stubs:
             target = stub.target if stub.target is not None else f"<member id {stub.member_id}>"
             click.echo(f"{stub.oid}\t{target}\t{stub.class_name}")
 
 
-@main.command("reindex")
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@main.command("reindex", short_help="Rebuild a member's stub and uuid indexes.")
+@click.argument("config", type=CONFIG)
 @click.argument("member")
 def reindex_command(config: Path, member: str) -> None:
     """Rebuild MEMBER's stub and uuid indexes (after importing objects)."""
@@ -62,19 +75,19 @@ def reindex_command(config: Path, member: str) -> None:
                f"{report.uuids} uuids indexed")
 
 
-@main.command("pack")
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@main.command("pack", short_help="Pack every member, keeping cross-member targets.")
+@click.argument("config", type=CONFIG)
 @click.option("--days", type=float, default=0.0, show_default=True,
               help="Keep history newer than this many days.")
 def pack_command(config: Path, days: float) -> None:
     """Pack every member, keeping objects that other members reference."""
     with _open(config) as fed:
         reports = fed.pack(days=days)
-    for name, report in reports.items():
+    for name, report in sorted(reports.items()):
         click.echo(f"{name}: packed; {report.stubs} live stubs")
 
 
-@main.command("bench")
+@main.command("bench", short_help="Compare the federation with native ZODB.")
 @click.option("--n", "n", type=int, default=None, help="References per workload [20000].")
 @click.option("--runs", type=int, default=None, help="Alternating runs per side [5].")
 @click.option("--quick", is_flag=True, help="Small N and scale sizes: a smoke run.")
@@ -92,5 +105,88 @@ def bench_command(n: int | None, runs: int | None, quick: bool, full: bool, chec
 
     status = benchmark.main(n, runs, quick=quick, full=full, check=check,
                             json_path=json_path, only=only, echo=click.echo)
+    if status:
+        raise click.exceptions.Exit(status)
+
+
+@main.command("info", short_help="Show each member's storage, key kind and size.")
+@click.argument("config", type=CONFIG)
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
+def info_command(config: Path, as_json: bool) -> None:
+    """Show, per member: kind of storage, key kind, read-only flag, objects, stubs, bytes."""
+    from federation import info
+
+    with _open(config) as fed:
+        facts = info.describe(fed)
+    if as_json:
+        click.echo(json.dumps(facts, indent=2, sort_keys=True))
+    else:
+        for line in info.render(facts):
+            click.echo(line)
+
+
+@main.command("serve", short_help="Serve the file members over ZEO.")
+@click.argument("config", type=CONFIG)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0,
+              help="Port to listen on [a free port].")
+@click.option("--client-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the client configuration to this file instead of printing it.")
+def serve_command(config: Path, host: str, port: int, client_config: Path | None) -> None:
+    """Serve the file members of CONFIG over ZEO until Ctrl-C or SIGTERM.
+
+    Prints the client configuration (zeo:// members; give it to zfed shell
+    or federation.open_config), or writes it to --client-config FILE.
+    """
+    from federation import serve
+
+    try:
+        server = serve.FederationServer(config, host, port)
+        server.start()
+    except federation.FederationError as error:
+        raise click.ClickException(str(error)) from error
+    try:
+        host_text, port_number = server.address or (host, port)
+        served = ", ".join(server.served)
+        if client_config is None:
+            click.echo(server.client_config(), nl=False)
+            where = "printed above"
+            status_to_stderr = True
+        else:
+            _write_private(client_config, server.client_config(hide_secrets=False),
+                           private=server.has_secrets())
+            where = f"written to {client_config}"
+            status_to_stderr = False
+        click.echo(f"Serving {served} at {host_text}:{port_number}; client configuration "
+                   f"{where}. Ctrl-C or SIGTERM stops.", err=status_to_stderr)
+        signal_name = serve.wait_for_stop()
+    finally:
+        server.close()
+    click.echo(f"Stopped by {signal_name}; storages closed.", err=status_to_stderr)
+
+
+def _write_private(path: Path, text: str, *, private: bool) -> None:
+    """Write ``text`` to ``path`` whole (readers never see half a file); 0600 if ``private``."""
+    partial = path.with_name(f".{path.name}.partial")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    with os.fdopen(os.open(partial, flags, 0o600 if private else 0o644), "w") as stream:
+        stream.write(text)
+    os.replace(partial, path)
+
+
+@main.command("shell", short_help="Open a Python session on the federation.")
+@click.argument("config", type=CONFIG)
+@click.option("-c", "--command", "source", default=None,
+              help="Run this Python code instead of an interactive session.")
+def shell_command(config: Path, source: str | None) -> None:
+    """Open a Python session with fed, conn, roots and transaction bound.
+
+    IPython is used if installed. Changes are saved by transaction.commit();
+    what is left uncommitted at the end is aborted.
+    """
+    from federation import shell
+
+    with _open(config) as fed:
+        status = shell.run(fed, source, where=str(config))
     if status:
         raise click.exceptions.Exit(status)
