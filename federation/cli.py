@@ -140,29 +140,27 @@ def serve_command(config: Path, host: str, port: int, client_config: Path | None
     """
     from federation import serve
 
-    try:
-        server = serve.FederationServer(config, host, port)
-        server.start()
-    except federation.FederationError as error:
-        raise click.ClickException(str(error)) from error
-    try:
-        host_text, port_number = server.address or (host, port)
-        served = ", ".join(server.served)
-        if client_config is None:
-            click.echo(server.client_config(), nl=False)
-            where = "printed above"
-            status_to_stderr = True
-        else:
-            _write_private(client_config, server.client_config(hide_secrets=False),
-                           private=server.has_secrets())
-            where = f"written to {client_config}"
-            status_to_stderr = False
-        click.echo(f"Serving {served} at {host_text}:{port_number}; client configuration "
-                   f"{where}. Ctrl-C or SIGTERM stops.", err=status_to_stderr)
-        signal_name = serve.wait_for_stop()
-    finally:
-        server.close()
-    click.echo(f"Stopped by {signal_name}; storages closed.", err=status_to_stderr)
+    with serve.StopSignals() as stop:
+        try:
+            server = serve.FederationServer(config, host, port)
+            server.start()
+        except federation.FederationError as error:
+            raise click.ClickException(str(error)) from error
+        try:
+            host_text, port_number = server.address or (host, port)
+            if client_config is None:
+                click.echo(server.client_config(), nl=False)
+                where, to_stderr = "printed above", True
+            else:
+                _write_private(client_config, server.client_config(hide_secrets=False),
+                               private=server.has_secrets())
+                where, to_stderr = f"written to {client_config}", False
+            click.echo(f"Serving {', '.join(server.served)} at {host_text}:{port_number}; "
+                       f"client configuration {where}. Ctrl-C or SIGTERM stops.", err=to_stderr)
+            signal_name = stop.wait()
+        finally:
+            server.close()
+    click.echo(f"Stopped by {signal_name}; storages closed.", err=to_stderr)
 
 
 def _write_private(path: Path, text: str, *, private: bool) -> None:

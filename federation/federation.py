@@ -159,23 +159,24 @@ def _make_member(name: str, spec: Any) -> ZodbMember | ForeignMember:
                 f"Member {name!r} has unknown settings: {', '.join(sorted(options))}."
             )
         resolvers.get(kind)
-        if not create and kind in ZODB_KINDS:  # ZodbMember reports a wrong kind first
-            _require_file(name, source)
+        if (not create or read_only) and kind in ZODB_KINDS:  # ZodbMember reports a bad kind
+            _require_file(name, source, read_only)
         return ZodbMember(name, source, kind=kind, read_only=read_only)
     if callable(spec) and not isinstance(spec, (str, DB)) and not IStorage.providedBy(spec):
         return ForeignMember(name, spec)  # an adapter factory
     return ZodbMember(name, spec)
 
 
-def _require_file(name: str, source: Any) -> None:
+def _require_file(name: str, source: Any, read_only: bool) -> None:
     """Refuse a ``file://`` source whose file does not exist, before anything creates it."""
     if not isinstance(source, str):
         return
     parts = urlsplit(source)
     if parts.scheme == "file" and not Path(url2pathname(parts.path)).exists():
+        remedy = ("a read-only member is never created" if read_only else
+                  "fix the path, or set 'create = true' for the member to create it")
         raise ConfigurationError(
-            f"Member {name!r}: the file {url2pathname(parts.path)!r} does not exist; "
-            "fix the path, or set 'create = true' for the member to create it."
+            f"Member {name!r}: the file {url2pathname(parts.path)!r} does not exist; {remedy}."
         )
 
 

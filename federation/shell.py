@@ -43,8 +43,14 @@ def sync_with_servers(fed: Federation) -> None:
     """Make each ZEO member's ``sync()`` a round trip, so it sees other clients' commits."""
     for member in fed.members.values():
         storage = getattr(getattr(member, "db", None), "storage", None)
-        if hasattr(storage, "server_sync"):
-            storage.server_sync = True
+        if not hasattr(storage, "server_sync"):
+            continue
+        # What ClientStorage(server_sync=True) does when it connects, done on the
+        # connected storage; the flag makes it so again after a reconnection.
+        storage.server_sync = True
+        ping = getattr(storage, "ping", None)
+        if ping is not None:
+            storage.sync = ping
 
 
 def namespace(fed: Federation, conn: Manager) -> dict[str, Any]:
