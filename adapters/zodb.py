@@ -138,7 +138,11 @@ class ZodbMember:
             if catalog is None and writable:
                 catalog = Catalog()
                 setattr(root, CATALOG_ATTRIBUTE, catalog)
-            return catalog.member_id if catalog is not None else f"name:{self.name}"
+            member_id = catalog.member_id if catalog is not None else f"name:{self.name}"
+        # That root was loaded outside any federation, so the references it holds to
+        # other members' objects could not be resolved: drop it from the cache.
+        self.db.cacheMinimize()
+        return member_id
 
     def open_jar(self, transaction_manager: Any) -> FederatedConnection:
         """A federated connection to this member (raises ``MemberUnavailable``)."""

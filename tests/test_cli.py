@@ -204,3 +204,17 @@ def test_shell_interactive_without_ipython(tmp_path, monkeypatch):
     assert f"zfed shell on {config}: members main, notes." in result.output
     assert "  conn " in result.output and "  roots " in result.output
     assert "['main', 'notes'] Manager" in result.output
+
+
+def test_shell_follows_a_root_reference_into_another_member(tmp_path):
+    """A member root holding another member's object directly resolves it in a new session."""
+    config = write_config(tmp_path, {"main": "main.fs", "people": "people.fs:uuid"},
+                          extra='[placement]\n"tests.models.Person" = "people"\n')
+    runner = CliRunner()
+    create = ("from tests.models import Person\n"
+              "roots['main']['owner'] = Person('Grace')\n"
+              "transaction.commit()\n")
+    assert runner.invoke(main, ["shell", str(config), "-c", create]).exit_code == 0
+    result = runner.invoke(main, ["shell", str(config), "-c",
+                                  "print(roots['main']['owner'].name)"])
+    assert (result.exit_code, result.output) == (0, "Grace\n")
