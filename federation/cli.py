@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
@@ -129,7 +128,7 @@ def info_command(config: Path, as_json: bool) -> None:
 @click.argument("config", type=CONFIG)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0,
-              help="Port to listen on [a free port].")
+              help="Port to listen on; 0, the default, picks a free one.")
 @click.option("--client-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the client configuration to this file instead of printing it.")
 def serve_command(config: Path, host: str, port: int, client_config: Path | None) -> None:
@@ -152,8 +151,7 @@ def serve_command(config: Path, host: str, port: int, client_config: Path | None
                 click.echo(server.client_config(), nl=False)
                 where, to_stderr = "printed above", True
             else:
-                _write_private(client_config, server.client_config(hide_secrets=False),
-                               private=server.has_secrets())
+                server.write_client_config(client_config)
                 where, to_stderr = f"written to {client_config}", False
             click.echo(f"Serving {', '.join(server.served)} at {host_text}:{port_number}; "
                        f"client configuration {where}. Ctrl-C or SIGTERM stops.", err=to_stderr)
@@ -161,15 +159,6 @@ def serve_command(config: Path, host: str, port: int, client_config: Path | None
         finally:
             server.close()
     click.echo(f"Stopped by {signal_name}; storages closed.", err=to_stderr)
-
-
-def _write_private(path: Path, text: str, *, private: bool) -> None:
-    """Write ``text`` to ``path`` whole (readers never see half a file); 0600 if ``private``."""
-    partial = path.with_name(f".{path.name}.partial")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    with os.fdopen(os.open(partial, flags, 0o600 if private else 0o644), "w") as stream:
-        stream.write(text)
-    os.replace(partial, path)
 
 
 @main.command("shell", short_help="Open a Python session on the federation.")

@@ -15,6 +15,7 @@ A member that is read-only in the configuration is served read-only.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -123,6 +124,20 @@ class FederationServer:
             for cls, member in sorted(self.placement.items()):
                 lines.append(f"{_toml_key(cls)} = {_toml_value(member)}")
         return "\n".join(lines) + "\n"
+
+    def write_client_config(self, path: str | Path) -> None:
+        """Write :meth:`client_config`, secrets kept, to ``path`` whole (never half a file).
+
+        A configuration that carries a password is readable by its owner only.
+        """
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.unlink(missing_ok=True)  # a leftover would keep its own mode
+        mode = 0o600 if self.has_secrets() else 0o644
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode),
+                       "w") as stream:
+            stream.write(self.client_config(hide_secrets=False))
+        os.replace(partial, path)
 
     def has_secrets(self) -> bool:
         """Whether the client configuration carries a password (of a copied member)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 from importlib.metadata import version
 from pathlib import Path
 
@@ -218,3 +220,18 @@ def test_shell_follows_a_root_reference_into_another_member(tmp_path):
     result = runner.invoke(main, ["shell", str(config), "-c",
                                   "print(roots['main']['owner'].name)"])
     assert (result.exit_code, result.output) == (0, "Grace\n")
+
+
+def test_shell_uses_ipython_when_installed(tmp_path, monkeypatch):
+    """With IPython installed, zfed shell starts it on the session's names."""
+    started = {}
+    fake = types.ModuleType("IPython")
+    fake.start_ipython = lambda **kw: started.update(kw)
+    monkeypatch.setitem(sys.modules, "IPython", fake)
+    monkeypatch.setattr(shell, "ipython_available", lambda: True)
+    config = write_config(tmp_path, {"main": "main.fs"})
+    result = CliRunner().invoke(main, ["shell", str(config)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"zfed shell on {config}: members main.")
+    assert started["argv"] == [] and started["display_banner"] is False
+    assert set(started["user_ns"]) >= {"fed", "conn", "roots", "transaction", "federation"}

@@ -228,8 +228,10 @@ def test_client_config_file_keeps_the_password_private(tmp_path):
         host, port = server.start()
         assert host == "127.0.0.1" and port > 0
         assert "password=***" in server.client_config()
-        kept = server.client_config(hide_secrets=False)
-        assert "password=s3cret" in kept and server.has_secrets()
+        assert server.has_secrets()
+        server.write_client_config(tmp_path / "client.toml")
+        assert "password=s3cret" in (tmp_path / "client.toml").read_text()
+        assert (tmp_path / "client.toml").stat().st_mode & 0o777 == 0o600
     finally:
         server.close()
 
