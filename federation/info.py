@@ -23,6 +23,7 @@ from typing import Any
 import transaction
 
 from federation.federation import Federation
+from federation.manager import Manager
 from federation.redact import redact
 
 #: Storage class names and how ``zfed info`` calls them.
@@ -55,7 +56,7 @@ def describe(fed: Federation) -> dict[str, Any]:
     return facts
 
 
-def _member(fed: Federation, manager: Any, name: str) -> dict[str, Any]:
+def _member(fed: Federation, manager: Manager, name: str) -> dict[str, Any]:
     member = fed.member(name)
     facts: dict[str, Any] = {
         "name": name, "storage": None, "where": None, "key": member.kind,

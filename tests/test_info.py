@@ -45,3 +45,15 @@ def test_describe_adds_the_journal_when_the_federation_has_one(uris):
         transaction.abort()
     assert facts["journal"] == {"pending": 0}
     assert info.render(facts)[-1] == "journal: {'pending': 0}"
+
+
+def test_describe_an_unreachable_member(uris):
+    """A member whose server cannot be reached is listed as unavailable, counts unknown."""
+    members = {"main": uris["main"], "remote": "zeo://127.0.0.1:1?wait_timeout=1"}
+    with federation.open(members) as fed:
+        facts = info.describe(fed)
+    remote = facts["members"][1]
+    assert remote["name"] == "remote" and remote["available"] is False
+    assert remote["storage"] == "unavailable"
+    assert (remote["objects"], remote["stubs"], remote["size"]) == (None, None, None)
+    assert info.render(facts)[2] == "remote: unavailable"
