@@ -151,7 +151,10 @@ def serve_command(config: Path, host: str, port: int, client_config: Path | None
                 click.echo(server.client_config(), nl=False)
                 where, to_stderr = "printed above", True
             else:
-                server.write_client_config(client_config)
+                try:
+                    server.write_client_config(client_config)
+                except federation.FederationError as error:
+                    raise click.ClickException(str(error)) from error
                 where, to_stderr = f"written to {client_config}", False
             click.echo(f"Serving {', '.join(server.served)} at {host_text}:{port_number}; "
                        f"client configuration {where}. Ctrl-C or SIGTERM stops.", err=to_stderr)

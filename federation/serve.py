@@ -132,12 +132,18 @@ class FederationServer:
         """
         path = Path(path)
         partial = path.with_name(f".{path.name}.partial")
-        partial.unlink(missing_ok=True)  # a leftover would keep its own mode
         mode = 0o600 if self.has_secrets() else 0o644
-        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode),
-                       "w") as stream:
-            stream.write(self.client_config(hide_secrets=False))
-        os.replace(partial, path)
+        try:
+            partial.unlink(missing_ok=True)  # a leftover would keep its own mode
+            with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode),
+                           "w") as stream:
+                stream.write(self.client_config(hide_secrets=False))
+            os.replace(partial, path)
+        except OSError as error:
+            raise FederationError(
+                f"Cannot write the client configuration to {str(path)!r}: "
+                f"{error.strerror or error}."
+            ) from error
 
     def has_secrets(self) -> bool:
         """Whether the client configuration carries a password (of a copied member)."""

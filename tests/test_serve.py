@@ -319,3 +319,16 @@ def test_readme_walkthrough_sessions_run(tmp_path, processes):
     assert check.finish()[:2] == (0, "Home\n")
     server.popen.send_signal(signal.SIGINT)
     assert server.finish()[0] == 0
+
+
+def test_serve_cannot_write_the_client_config(tmp_path):
+    """A client configuration path that cannot be written: one sentence, exit 1, server closed."""
+    config = tmp_path / "federation.toml"
+    config.write_text('[members.main]\npath = "main.fs"\ncreate = true\n')
+    target = tmp_path / "missing-directory" / "client.toml"
+    result = CliRunner().invoke(main, ["serve", str(config), "--client-config", str(target)])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: Cannot write the client configuration to {str(target)!r}: "
+                             "No such file or directory.\n")
+    with federation.open_config(config) as fed:  # the server let go of the file
+        assert fed.member("main").available
