@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import transaction
+from zc.lockfile import LockError
 
 import federation
 from federation import demo
@@ -39,6 +40,17 @@ def _open(config: Path) -> federation.Federation:
         return federation.open_config(config)
     except federation.FederationError as error:
         raise click.ClickException(str(error)) from error
+    except LockError as error:
+        raise _locked(config, error) from error
+
+
+def _locked(config: Path, error: LockError) -> click.ClickException:
+    """The error for a member file another process has open (a FileStorage has one user)."""
+    lock = str(error).removeprefix("Couldn't lock ").strip("'")
+    return click.ClickException(
+        f"Cannot open {str(config)!r}: another process has {lock.removesuffix('.lock')!r} "
+        "open (zfed serve, say); use the client configuration it wrote, or stop it first."
+    )
 
 
 @main.command("stubs", short_help="List the stub records a member keeps.")
@@ -145,6 +157,8 @@ def serve_command(config: Path, host: str, port: int, client_config: Path | None
             server.start()
         except federation.FederationError as error:
             raise click.ClickException(str(error)) from error
+        except LockError as error:
+            raise _locked(config, error) from error
         try:
             host_text, port_number = server.address or (host, port)
             if client_config is None:

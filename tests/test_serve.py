@@ -332,3 +332,21 @@ def test_serve_cannot_write_the_client_config(tmp_path):
                              "No such file or directory.\n")
     with federation.open_config(config) as fed:  # the server let go of the file
         assert fed.member("main").available
+
+
+def test_files_in_use_by_a_server_are_refused_clearly(tmp_path, processes):
+    """While zfed serve has the files, commands on them say so in a sentence, exit 1."""
+    config = tmp_path / "federation.toml"
+    config.write_text('[members.main]\npath = "main.fs"\ncreate = true\n')
+    server, _ready = serve(processes, config, tmp_path / "client.toml")
+    runner = CliRunner()
+    for command in (["info", str(config)], ["serve", str(config)]):
+        result = runner.invoke(main, command)
+        assert result.exit_code == 1, result.output
+        assert result.output == (
+            f"Error: Cannot open {str(config)!r}: another process has "
+            f"{str(tmp_path / 'main.fs')!r} open (zfed serve, say); use the client "
+            "configuration it wrote, or stop it first.\n")
+    assert runner.invoke(main, ["info", str(tmp_path / "client.toml")]).exit_code == 0
+    server.popen.send_signal(signal.SIGTERM)
+    assert server.finish()[0] == 0
