@@ -13,6 +13,7 @@ from ZODB.interfaces import IStorage
 from federation.catalog import CATALOG_ATTRIBUTE, Catalog
 from federation.connection import UNREACHABLE_ERRORS, FederatedConnection
 from federation.errors import ConfigurationError, MemberUnavailable
+from federation.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class ZodbMember:
                 factory, dbkw = zodburi.resolve_uri(self._uri(source))
             except (KeyError, ValueError) as error:
                 raise ConfigurationError(
-                    f"Member {self.name!r}: cannot use the URI {source!r}: {error}."
+                    f"Member {self.name!r}: cannot use the URI {redact(source)!r}: {error}."
                 ) from error
             dbkw.pop("database_name", None)
             return self._db_on(factory(), dbkw)

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 import transaction
+from zc.lockfile import LockError
 
 import federation
 from federation import demo, maintenance
 from federation.gc import iter_collectable
 
-
-@click.group()
-def main() -> None:
-    """zodb-federation: several databases used as one graph of persistent objects."""
+CONFIG = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-@main.command("demo")
+@click.group(invoke_without_command=True)
+@click.version_option(package_name="zodb-federation", prog_name="zfed")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """zodb-federation: several databases used as one graph of persistent objects.
+
+    CONFIG is a federation's TOML configuration file (docs/operations.md).
+    """
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@main.command("demo", short_help="Run the demo federation in DIRECTORY.")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path),
                 default=Path("federation-demo"))
 def demo_command(directory: Path) -> None:
@@ -32,25 +43,38 @@ def _open(config: Path) -> federation.Federation:
         return federation.open_config(config)
     except federation.FederationError as error:
         raise click.ClickException(str(error)) from error
+    except LockError as error:
+        raise _locked(config, error) from error
 
 
-@main.command("stubs")
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def _locked(config: Path, error: LockError) -> click.ClickException:
+    """The error for a member file another process has open (a FileStorage has one user)."""
+    lock = str(error).removeprefix("Couldn't lock ").strip("'")
+    return click.ClickException(
+        f"Cannot open {str(config)!r}: another process has {lock.removesuffix('.lock')!r} "
+        "open (zfed serve, say); use the client configuration it wrote, or stop it first."
+    )
+
+
+@main.command("stubs", short_help="List the stub records a member keeps.")
+@click.argument("config", type=CONFIG)
 @click.argument("member")
 def stubs_command(config: Path, member: str) -> None:
-    """List the stub records that MEMBER keeps (CONFIG is a federation TOML file)."""
+    """List the stub records that MEMBER keeps, by oid: oid, target, target class."""
     with _open(config) as fed, fed.open(transaction.TransactionManager()) as conn:
         try:
-            stubs = conn.stubs(member)
+            stubs = sorted(conn.stubs(member), key=lambda stub: stub.oid)
         except federation.FederationError as error:
             raise click.ClickException(str(error)) from error
+        if not stubs:
+            click.echo(f"{member}: no stubs")
         for stub in stubs:
             target = stub.target if stub.target is not None else f"<member id {stub.member_id}>"
             click.echo(f"{stub.oid}\t{target}\t{stub.class_name}")
 
 
-@main.command("reindex")
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@main.command("reindex", short_help="Rebuild a member's stub and uuid indexes.")
+@click.argument("config", type=CONFIG)
 @click.argument("member")
 def reindex_command(config: Path, member: str) -> None:
     """Bring MEMBER's stub and uuid indexes in line with its records (after an import)."""
@@ -76,8 +100,8 @@ _EXCLUDE = click.option(
          "count as garbage.")
 
 
-@main.command("pack")
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@main.command("pack", short_help="Pack every member, keeping cross-member targets.")
+@click.argument("config", type=CONFIG)
 @click.option("--days", type=float, default=0.0, show_default=True,
               help="Keep history newer than this many days.")
 @_EXCLUDE
@@ -153,7 +177,7 @@ class _Progress:
             self.bar = None
 
 
-@main.command("bench")
+@main.command("bench", short_help="Compare the federation with native ZODB.")
 @click.option("--n", "n", type=int, default=None, help="References per workload [20000].")
 @click.option("--runs", type=int, default=None, help="Alternating runs per side [5].")
 @click.option("--quick", is_flag=True, help="Small N and scale sizes: a smoke run.")
@@ -171,5 +195,81 @@ def bench_command(n: int | None, runs: int | None, quick: bool, full: bool, chec
 
     status = benchmark.main(n, runs, quick=quick, full=full, check=check,
                             json_path=json_path, only=only, echo=click.echo)
+    if status:
+        raise click.exceptions.Exit(status)
+
+
+@main.command("info", short_help="Show each member's storage, key kind and size.")
+@click.argument("config", type=CONFIG)
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
+def info_command(config: Path, as_json: bool) -> None:
+    """Show, per member: kind of storage, key kind, read-only flag, objects, stubs, bytes."""
+    from federation import info
+
+    with _open(config) as fed:
+        facts = info.describe(fed)
+    if as_json:
+        click.echo(json.dumps(facts, indent=2, sort_keys=True))
+    else:
+        for line in info.render(facts):
+            click.echo(line)
+
+
+@main.command("serve", short_help="Serve the file members over ZEO.")
+@click.argument("config", type=CONFIG)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0,
+              help="Port to listen on; 0, the default, picks a free one.")
+@click.option("--client-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the client configuration to this file instead of printing it.")
+def serve_command(config: Path, host: str, port: int, client_config: Path | None) -> None:
+    """Serve the file members of CONFIG over ZEO until Ctrl-C or SIGTERM.
+
+    Prints the client configuration (zeo:// members; give it to zfed shell
+    or federation.open_config), or writes it to --client-config FILE.
+    """
+    from federation import serve
+
+    with serve.StopSignals() as stop:
+        try:
+            server = serve.FederationServer(config, host, port)
+            server.start()
+        except federation.FederationError as error:
+            raise click.ClickException(str(error)) from error
+        except LockError as error:
+            raise _locked(config, error) from error
+        try:
+            host_text, port_number = server.address or (host, port)
+            if client_config is None:
+                click.echo(server.client_config(), nl=False)
+                where, to_stderr = "printed above", True
+            else:
+                try:
+                    server.write_client_config(client_config)
+                except federation.FederationError as error:
+                    raise click.ClickException(str(error)) from error
+                where, to_stderr = f"written to {client_config}", False
+            click.echo(f"Serving {', '.join(server.served)} at {host_text}:{port_number}; "
+                       f"client configuration {where}. Ctrl-C or SIGTERM stops.", err=to_stderr)
+            signal_name = stop.wait()
+        finally:
+            server.close()
+    click.echo(f"Stopped by {signal_name}; storages closed.", err=to_stderr)
+
+
+@main.command("shell", short_help="Open a Python session on the federation.")
+@click.argument("config", type=CONFIG)
+@click.option("-c", "--command", "source", default=None,
+              help="Run this Python code instead of an interactive session.")
+def shell_command(config: Path, source: str | None) -> None:
+    """Open a Python session with fed, conn, roots and transaction bound.
+
+    IPython is used if installed. Changes are saved by transaction.commit();
+    what is left uncommitted at the end is aborted.
+    """
+    from federation import shell
+
+    with _open(config) as fed:
+        status = shell.run(fed, source, where=str(config))
     if status:
         raise click.exceptions.Exit(status)

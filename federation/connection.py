@@ -209,6 +209,7 @@ class FederatedConnection(Connection):
 
     _zfed_manager: Manager | None = None
     _zfed_storing: Any = None  # the transaction whose objects are being stored
+    _zfed_placeholders = False  # objects in the cache hold Unreachable placeholders
 
     def __init__(self, db: Any, cache_size: int = 400, before: Any = None,
                  cache_size_bytes: int = 0) -> None:
@@ -482,6 +483,19 @@ class FederatedConnection(Connection):
     def lock_key(self) -> str:
         return f"zodb:{self._normal_storage.sortKey()}"
 
+    def attach(self, manager: Manager | None) -> None:
+        """Serve ``manager`` (or, with None, no manager: a plain ZODB connection).
+
+        Objects read without a manager hold placeholders for their references
+        to other members' objects; they are dropped from the cache here, so
+        that the manager reads them again with the references resolved.
+        """
+        self._zfed_manager = manager
+        self._zfed_resolved = {}
+        if manager is not None and self._zfed_placeholders:
+            self._zfed_placeholders = False
+            self.cacheMinimize()
+
     def _register(self, obj: Any = None) -> None:
         manager = self._zfed_manager
         if manager is None:
@@ -658,6 +672,7 @@ class FederatedConnection(Connection):
             manager = self._zfed_manager
             try:
                 if manager is None:
+                    self._zfed_placeholders = True  # dropped when a manager attaches
                     raise MemberUnavailable(
                         decode_entry(data)[1],
                         cause=FederationError("the connection is not in a federation"),

@@ -6,13 +6,15 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from ZODB.DB import DB
 from ZODB.interfaces import IStorage
 
 from federation import check as checking
 from federation import gc, recovery, resolvers
-from federation.adapters.zodb import ZodbMember
+from federation.adapters.zodb import ZODB_KINDS, ZodbMember
 from federation.connection import FederatedConnection
 from federation.errors import ConfigurationError, InDoubtTransactions, UnknownMember
 from federation.foreign import ForeignMember
@@ -30,8 +32,10 @@ class Federation:
 
     ``members`` maps member names to sources: a zodburi URI, a storage, a
     ``ZODB.DB``, or a mapping with ``source`` (or ``uri``) and optional
-    ``key`` (``integer`` or ``uuid``) and ``read_only``.  ``placement`` maps
-    classes (or dotted class names) to the member their new instances go to.
+    ``key`` (``integer`` or ``uuid``), ``read_only`` and ``create`` (true by
+    default; when false, a ``file://`` member whose file does not exist is
+    an error).  ``placement`` maps classes (or dotted class names) to the
+    member their new instances go to.
     """
 
     def __init__(self, members: Mapping[str, Any], *,
@@ -187,15 +191,31 @@ def _make_member(name: str, spec: Any) -> ZodbMember | ForeignMember:
             raise ConfigurationError(f"Member {name!r} has no 'uri' or 'source'.")
         kind = options.pop("key", "integer")
         read_only = bool(options.pop("read_only", False))
+        create = bool(options.pop("create", True))
         if options:
             raise ConfigurationError(
                 f"Member {name!r} has unknown settings: {', '.join(sorted(options))}."
             )
         resolvers.get(kind)
+        if (not create or read_only) and kind in ZODB_KINDS:  # ZodbMember reports a bad kind
+            _require_file(name, source, read_only)
         return ZodbMember(name, source, kind=kind, read_only=read_only)
     if callable(spec) and not isinstance(spec, (str, DB)) and not IStorage.providedBy(spec):
         return ForeignMember(name, spec)  # an adapter factory
     return ZodbMember(name, spec)
+
+
+def _require_file(name: str, source: Any, read_only: bool) -> None:
+    """Refuse a ``file://`` source whose file does not exist, before anything creates it."""
+    if not isinstance(source, str):
+        return
+    parts = urlsplit(source)
+    if parts.scheme == "file" and not Path(url2pathname(parts.path)).exists():
+        remedy = ("a read-only member is never created" if read_only else
+                  "fix the path, or set 'create = true' for the member to create it")
+        raise ConfigurationError(
+            f"Member {name!r}: the file {url2pathname(parts.path)!r} does not exist; {remedy}."
+        )
 
 
 def open(members: Mapping[str, Any], *,
@@ -228,6 +248,20 @@ def open_config(path: str | Path, *, recover: bool = True) -> Federation:
 
     Relative ``file://`` paths are not supported by zodburi; use absolute
     URIs, or ``path = "main.fs"``, which is taken relative to the file.
+
+    A ``path`` or ``file://`` member whose file does not exist is a
+    :class:`ConfigurationError` (a typo must not create an empty member),
+    unless its table says ``create = true``.
+    """
+    members, placement = read_config(path)
+    return Federation(members, placement=placement, recover=recover)
+
+
+def read_config(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The member tables and the placement of a configuration file (see :func:`open_config`).
+
+    Each ``path`` is turned into an absolute ``file://`` ``uri``, and
+    ``create`` is made explicit; nothing is opened.
     """
     path = Path(path)
     try:
@@ -246,5 +280,7 @@ def open_config(path: str | Path, *, recover: bool = True) -> Federation:
         relative = table.pop("path", None)
         if relative is not None:
             table["uri"] = (path.parent / relative).resolve().as_uri()
+        if "adapter" not in table:
+            table.setdefault("create", False)
         specs[name] = table
-    return Federation(specs, placement=config.get("placement"), recover=recover)
+    return specs, config.get("placement") or {}

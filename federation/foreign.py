@@ -137,6 +137,11 @@ class ForeignJar:
 
     # -- life cycle ---------------------------------------------------------
 
+    def attach(self, manager: Manager | None) -> None:
+        """Serve ``manager`` (None: no manager; the jar cannot change records then)."""
+        self._zfed_manager = manager
+        self._zfed_resolved = {}
+
     def open(self, transaction_manager: Any, delegate: bool = False) -> None:
         self.transaction_manager = transaction_manager
         self.opened = True

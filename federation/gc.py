@@ -109,14 +109,14 @@ class CollectionReport(dict[str, MemberCollection]):
         """One line per member, then a total: what a terminal shows at the end."""
         verb = "would collect" if self.dry_run else "collected"
         lines = []
-        for name, result in self.items():
+        for name, result in sorted(self.items()):
             state = "packed" if result.packed else (result.note or "not packed")
             if self.dry_run:
                 state = "dry run, nothing changed"
             lines.append(f"{name}: {state}; {result.stubs} live stubs; {result.marked} live "
                          f"objects, {verb} {len(result.collectable)}, {result.keep_alive} kept "
                          "alive for other members")
-        for name in self.excluded:
+        for name in sorted(self.excluded):
             lines.append(f"{name}: excluded (not read, not packed)")
         total = sum(len(result.collectable) for result in self.values())
         lines.append(f"{verb} {total} object(s) in {len(self)} member(s), "

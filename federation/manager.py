@@ -68,8 +68,7 @@ class Manager:
         self._stub_prefixes: dict[bytes, tuple[Any, str, type | None]] = {}
         self.coordinator = Coordinator(self)
         for jar in jars.values():
-            jar._zfed_manager = self
-            jar._zfed_resolved = {}
+            jar.attach(self)
 
     # -- members ----------------------------------------------------------
 
@@ -386,7 +385,7 @@ class Manager:
         jars, self._jars = self._jars, {}
         self._closed = True
         for jar in jars.values():
-            jar._zfed_manager = None
+            jar.attach(None)
             jar.close(primary=False)
         self.federation._release(jars)
 

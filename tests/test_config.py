@@ -16,8 +16,8 @@ def test_open_config_reads_members_and_placement(tmp_path):
     """A TOML file with relative paths, key kinds and placement opens the federation."""
     config = tmp_path / "federation.toml"
     config.write_text(
-        '[members.main]\npath = "main.fs"\n\n'
-        '[members.people]\npath = "people.fs"\nkey = "uuid"\n\n'
+        '[members.main]\npath = "main.fs"\ncreate = true\n\n'
+        '[members.people]\npath = "people.fs"\nkey = "uuid"\ncreate = true\n\n'
         '[placement]\n"tests.models.Item" = "people"\n'
     )
     with federation.open_config(config) as fed, fed.open() as conn:
@@ -47,6 +47,16 @@ def test_bad_configuration_is_refused_clearly(tmp_path, text, message):
     config.write_text(text)
     with pytest.raises(federation.FederationError, match=message):
         federation.open_config(config)
+
+
+@pytest.mark.parametrize("spelling", ['path = "mian.fs"', "uri = 'file://{directory}/mian.fs'"])
+def test_missing_member_file_is_refused_and_not_created(tmp_path, spelling):
+    """A member file that does not exist is an error naming it; nothing is created."""
+    config = tmp_path / "federation.toml"
+    config.write_text("[members.main]\n" + spelling.format(directory=tmp_path) + "\n")
+    with pytest.raises(federation.ConfigurationError, match=r"'main'.*mian.fs.*create = true"):
+        federation.open_config(config)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["federation.toml"]
 
 
 def test_missing_configuration_file(tmp_path):
