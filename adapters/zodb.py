@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+from types import TracebackType
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import zodburi
+from zc.lockfile import LockError
 from ZODB.DB import DB
+from ZODB.FileStorage import FileStorage
+from ZODB.FileStorage.FileStorage import FileStorageFormatError
 from ZODB.interfaces import IStorage
 
 from federation.catalog import CATALOG_ATTRIBUTE, Catalog
 from federation.connection import UNREACHABLE_ERRORS, FederatedConnection
-from federation.errors import ConfigurationError, MemberUnavailable
+from federation.errors import (
+    ConfigurationError,
+    CorruptRecord,
+    FederationError,
+    MemberOpenError,
+    MemberUnavailable,
+    describe,
+    redact,
+    shorten,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +82,7 @@ class ZodbMember:
         try:
             self.db = self._open_db(source)
         except UNREACHABLE_ERRORS as error:
-            log.warning("Member %r is unavailable: %s", name, error)
+            log.warning("Member %r is unavailable: %s", name, describe(error))
             self.error = error
             return
         try:
@@ -86,26 +100,60 @@ class ZodbMember:
         if isinstance(source, DB):
             return self._adopt(source)
         if isinstance(source, str):
+            where = shorten(redact(source))
             try:
                 factory, dbkw = zodburi.resolve_uri(self._uri(source))
-            except (KeyError, ValueError) as error:
+            except Exception as error:  # zodburi raises KeyError, ValueError, TypeError...
                 raise ConfigurationError(
-                    f"Member {self.name!r}: cannot use the URI {source!r}: {error}."
+                    f"Member {self.name!r}: cannot use the URI {where}: {describe(error)}."
                 ) from error
             dbkw.pop("database_name", None)
-            return self._db_on(factory(), dbkw)
+            return self._db_on(self._storage(factory, where), dbkw, where)
         if IStorage.providedBy(source):
-            return self._db_on(source, {})
+            return self._db_on(source, {}, shorten(source))
         raise ConfigurationError(
-            f"Member {self.name!r}: {source!r} is not a zodburi URI, a storage or a ZODB.DB."
+            f"Member {self.name!r}: {shorten(source)} is not a zodburi URI, a storage or a "
+            "ZODB.DB."
         )
 
-    def _db_on(self, storage: Any, dbkw: dict[str, Any]) -> DB:
+    def _storage(self, factory: Any, where: str) -> Any:
+        """The storage ``factory`` opens; its failures become ``MemberOpenError``."""
+        try:
+            return factory()
+        except (*UNREACHABLE_ERRORS, FederationError):
+            raise
+        except Exception as error:
+            _release_half_open(error.__traceback__)
+            self._storage_error(error, where)
+
+    def _storage_error(self, error: Exception, where: str) -> NoReturn:
+        """Raise the ``MemberOpenError`` for a storage that failed to open."""
+        if isinstance(error, FileStorageFormatError):
+            raise MemberOpenError(
+                f"Member {self.name!r}: the storage {where} is not a FileStorage file."
+            ) from error
+        if isinstance(error, LockError):
+            raise MemberOpenError(
+                f"Member {self.name!r}: the storage {where} is locked by another process or "
+                f"another member of this federation ({describe(error)})."
+            ) from error
+        raise MemberOpenError(
+            f"Member {self.name!r}: cannot open the storage {where}: "
+            f"{type(error).__name__}: {describe(error)}."
+        ) from error
+
+    def _db_on(self, storage: Any, dbkw: dict[str, Any], where: str) -> DB:
         try:
             return FederatedDB(storage, self, database_name=self.name, **dbkw)
-        except BaseException:
+        except BaseException as error:
             storage.close()
-            raise
+            if isinstance(error, (*UNREACHABLE_ERRORS, FederationError)) or not isinstance(
+                    error, Exception):
+                raise
+            raise MemberOpenError(
+                f"Member {self.name!r}: cannot open a database on the storage {where}: "
+                f"{type(error).__name__}: {describe(error)}."
+            ) from error
 
     def _uri(self, uri: str) -> str:
         parts = urlsplit(uri)
@@ -138,7 +186,7 @@ class ZodbMember:
             if catalog is None and writable:
                 catalog = Catalog()
                 setattr(root, CATALOG_ATTRIBUTE, catalog)
-            return catalog.member_id if catalog is not None else f"name:{self.name}"
+            return check_catalog(self.name, catalog)
 
     def open_jar(self, transaction_manager: Any) -> FederatedConnection:
         """A federated connection to this member (raises ``MemberUnavailable``)."""
@@ -160,3 +208,39 @@ class ZodbMember:
                 if not isinstance(item[1], FederatedConnection)
             ]
         self.db = None
+
+
+def _release_half_open(traceback: TracebackType | None) -> None:
+    """Close the files of a FileStorage whose ``__init__`` failed.
+
+    FileStorage opens its lock file, its ``.tmp`` file and the data file
+    before it reads the header or the index; when that fails, it keeps them
+    open (and the lock taken) until the garbage collector finds them.
+    """
+    while traceback is not None:
+        storage = traceback.tb_frame.f_locals.get("self")
+        if isinstance(storage, FileStorage):
+            for name in ("_file", "_tfile"):
+                with contextlib.suppress(Exception):
+                    getattr(storage, name).close()
+            with contextlib.suppress(Exception):
+                storage._lock_file.close()
+            return
+        traceback = traceback.tb_next
+
+
+def check_catalog(member: str, catalog: Any) -> str:
+    """The member id ``catalog`` (the root's ``zodb_federation``) holds, checking its type."""
+    if catalog is None:
+        return f"name:{member}"
+    member_id = getattr(catalog, "member_id", None) if isinstance(catalog, Catalog) else None
+    if not isinstance(member_id, str) or not member_id:
+        what = (f"a Catalog whose member_id is {shorten(member_id)}"
+                if isinstance(catalog, Catalog) else f"{shorten(catalog)}")
+        raise CorruptRecord(
+            f"Member {member!r}: the federation catalog (the root's {CATALOG_ATTRIBUTE!r} "
+            f"attribute) is {what}, not a federation Catalog; other software changed or "
+            "damaged it. Restore it from a backup, or remove the attribute to start a new "
+            "catalog (references into this member then become dangling)."
+        )
+    return member_id
