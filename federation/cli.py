@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 import click
 import transaction
 
@@ -11,7 +13,17 @@ import federation
 from federation import demo
 
 
-@click.group()
+class _Commands(click.Group):
+    """``zfed``'s commands: a ``FederationError`` is printed on one line, exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except federation.FederationError as error:
+            raise click.ClickException(" ".join(str(error).split())) from error
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """zodb-federation: several databases used as one graph of persistent objects."""
 
