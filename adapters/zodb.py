@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid as _uuid
 from types import TracebackType
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -14,6 +15,7 @@ from ZODB.DB import DB
 from ZODB.FileStorage import FileStorage
 from ZODB.FileStorage.FileStorage import FileStorageFormatError
 from ZODB.interfaces import IStorage
+from ZODB.utils import z64
 
 from federation.catalog import CATALOG_ATTRIBUTE, Catalog
 from federation.connection import UNREACHABLE_ERRORS, FederatedConnection
@@ -74,7 +76,11 @@ class ZodbMember:
         self.kind = kind
         self.lookup_kinds: frozenset[str] = frozenset()  # ZODB members know only their own kind
         self.read_only = read_only
+        self.writable = False  # may get a catalog (see _setup_catalog)
         self.member_id = f"name:{name}"
+        #: The federation's ``members_by_id``, kept current by :meth:`catalog_found`.
+        self.federation_ids: dict[str, Any] | None = None
+        self._fresh = False  # the storage had no transaction before we opened it
         self.error: BaseException | None = None
         self.db: DB | None = None
         self._owns_db = not isinstance(source, DB)
@@ -144,6 +150,7 @@ class ZodbMember:
 
     def _db_on(self, storage: Any, dbkw: dict[str, Any], where: str) -> DB:
         try:
+            self._fresh = storage.lastTransaction() == z64
             return FederatedDB(storage, self, database_name=self.name, **dbkw)
         except BaseException as error:
             storage.close()
@@ -179,14 +186,39 @@ class ZodbMember:
         return db
 
     def _setup_catalog(self) -> str:
-        writable = not (self.read_only or self.db.storage.isReadOnly())
+        """The member id, from the catalog; opening writes only to a new database.
+
+        A database that existed without a catalog keeps none until a
+        transaction writes (see ``FederatedConnection._zfed_ensure_catalog``):
+        its id is chosen now, kept in memory, and stored with the catalog.  A
+        read-only one is named ``name:<member name>``.
+        """
+        self.writable = not (self.read_only or self.db.storage.isReadOnly())
         with self.db.transaction() as conn:
             root = conn.root()
             catalog = getattr(root, CATALOG_ATTRIBUTE, None)
-            if catalog is None and writable:
-                catalog = Catalog()
+            if catalog is None and self.writable and self._fresh:
+                catalog = Catalog()  # a new database: the catalog comes with its root
                 setattr(root, CATALOG_ATTRIBUTE, catalog)
+            if catalog is None and self.writable:
+                log.info("Member %r has no federation catalog yet; the first transaction that "
+                         "writes will add one.", self.name)
+                return _uuid.uuid4().hex
             return check_catalog(self.name, catalog)
+
+    def catalog_found(self, catalog: Any) -> None:
+        """A connection read ``catalog``: check it, and take its member id if it differs.
+
+        It differs when another process stored a catalog between our open and
+        our first write (ours was then refused with a ConflictError).
+        """
+        member_id = check_catalog(self.name, catalog)
+        if member_id != self.member_id:
+            ids = self.federation_ids
+            if ids is not None:
+                ids.pop(self.member_id, None)
+                ids[member_id] = self
+            self.member_id = member_id
 
     def open_jar(self, transaction_manager: Any) -> FederatedConnection:
         """A federated connection to this member (raises ``MemberUnavailable``)."""

@@ -12,8 +12,11 @@ The catalog
 -----------
 The root mapping's attribute ``root.zodb_federation`` (an attribute, not a
 key: iterating the root shows only the application's own entries; pack and
-``fsrefs`` still reach it) is a :class:`Catalog`, created when the member is
-first opened writable by a federation.  It holds:
+``fsrefs`` still reach it) is a :class:`Catalog`, created with the root when
+a federation makes a new database, and in an existing database without one
+by the first transaction that writes (to any member: other members may then
+store references naming the id).  Opening never writes to an existing
+database.  It holds:
 
 ``member_id``
     A random UUID (hex text) naming this database for good.  Stubs name

@@ -93,6 +93,9 @@ class Federation:
                 )
             by_id[member.member_id] = member
             by_id.setdefault(f"name:{member.name}", member)
+        for member in self.members.values():
+            if isinstance(member, ZodbMember):
+                member.federation_ids = by_id  # a member id can change: see catalog_found
         return by_id
 
     def member(self, name: str) -> ZodbMember | ForeignMember:

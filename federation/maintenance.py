@@ -18,7 +18,7 @@ from ZODB.serialize import referencesf
 from ZODB.utils import z64
 
 from federation.catalog import UUID_ATTRIBUTE, Index, decode_entry, stub_state, target_key
-from federation.errors import DanglingStub, MemberUnavailable, ReadOnlyMember
+from federation.errors import DanglingStub, MemberUnavailable
 
 if TYPE_CHECKING:
     from federation.connection import FederatedConnection
@@ -64,11 +64,7 @@ def reindex(manager: Manager, member: str) -> ReindexReport:
     commits.
     """
     jar = manager.jar(member)
-    catalog = jar._catalog()
-    if catalog is None:
-        raise ReadOnlyMember(
-            f"Member {member!r} has no federation catalog (it was only ever opened read-only)."
-        )
+    catalog = jar._require_catalog("rebuild its indexes")
     reader = jar._reader
     by_target, by_oid, uuids, stable_ids = Index(), Index(), Index(), Index()
     duplicates = 0
@@ -134,7 +130,8 @@ def pack(federation: Federation, days: float = 0.0) -> dict[str, ReindexReport]:
     try:
         writable = [
             name for name, jar in manager._jars.items()
-            if not jar._zfed_member.read_only and jar._catalog() is not None
+            if not jar._zfed_member.read_only
+            and (jar._catalog() is not None or getattr(jar._zfed_member, "writable", False))
         ]
         _keep_alive(manager)
         tm.commit()
