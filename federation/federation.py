@@ -264,6 +264,11 @@ def open_config(path: str | Path) -> Federation:
         raise ConfigurationError(
             f"Cannot read federation configuration {where}: {describe(error)}."
         ) from error
+    except RecursionError:  # tomllib recurses once per level of nested arrays and tables
+        raise ConfigurationError(
+            f"Cannot read federation configuration {where}: it nests arrays or tables too "
+            "deeply."
+        ) from None
     members = config.get("members")
     if not isinstance(members, dict) or not members:
         raise ConfigurationError(f"{where} has no [members.NAME] tables.")

@@ -57,6 +57,8 @@ def test_resolvers_get_of_a_non_name(name):
         (b'[members.main]\npath = "m.fs"\nuri = "memory://"\n', "both 'path' and 'uri'"),
         (b'[members.main]\npath = "m.fs"\n[placement]\n"x.Y" = 3\n', "not a member name"),
         (b'[members.main]\npath = "m.fs"\n[placement]\n"x.Y" = "nope"\n', "no member named"),
+        (b"[members.main]\npath = " + b"[" * 100_000, "nests arrays or tables too deeply"),
+        (b"members = " + b"{a=" * 100_000, "nests arrays or tables too deeply"),
     ],
 )
 def test_bad_configuration_files(tmp_path, text, message):

@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 import transaction
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ZODB.MappingStorage import MappingStorage
 
 import federation
 from federation import resolvers
+from federation.cli import main
 
 FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -263,3 +265,23 @@ def test_ref_parse_raises_only_invalid_key(text: Any) -> None:
         federation.Ref.parse(text)
     except federation.FederationError as error:
         check_error(error)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_zfed_commands_never_crash(tmp_path: Path, data: st.DataObject,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """zfed stubs, reindex and pack on any configuration: output, or one 'Error:' line."""
+    monkeypatch.chdir(tmp_path)
+    prepare(tmp_path)
+    config = tmp_path / "config.toml"
+    config.write_text(data.draw(configurations(tmp_path)), encoding="utf-8", errors="replace")
+    command = data.draw(st.sampled_from(["stubs", "reindex", "pack"]))
+    args = [command, str(config)] + ([] if command == "pack" else [data.draw(member_names)])
+    result = CliRunner().invoke(main, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        repr(result.exception))
+    if result.exit_code:
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
