@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid as _uuid
 from types import TracebackType
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -195,16 +194,16 @@ class ZodbMember:
         """
         self.writable = not (self.read_only or self.db.storage.isReadOnly())
         with self.db.transaction() as conn:
-            root = conn.root()
-            catalog = getattr(root, CATALOG_ATTRIBUTE, None)
-            if catalog is None and self.writable and self._fresh:
-                catalog = Catalog()  # a new database: the catalog comes with its root
-                setattr(root, CATALOG_ATTRIBUTE, catalog)
-            if catalog is None and self.writable:
+            catalog = getattr(conn.root(), CATALOG_ATTRIBUTE, None)
+            if catalog is not None or not self.writable:
+                return check_catalog(self.name, catalog)
+            self.member_id = Catalog.new_member_id()
+            if self._fresh:
+                conn._zfed_ensure_catalog()  # a new database: the catalog comes with its root
+            else:
                 log.info("Member %r has no federation catalog yet; the first transaction that "
                          "writes will add one.", self.name)
-                return _uuid.uuid4().hex
-            return check_catalog(self.name, catalog)
+            return self.member_id
 
     def catalog_found(self, catalog: Any) -> None:
         """A connection read ``catalog``: check it, and take its member id if it differs.

@@ -135,7 +135,7 @@ class Catalog(Persistent):
 
     def __init__(self) -> None:
         self.format = FORMAT
-        self.member_id = _uuid.uuid4().hex
+        self.member_id = self.new_member_id()
         self.stubs_by_target = Index()
         self.stubs_by_oid = Index()
         self.uuids = Index()
@@ -143,6 +143,11 @@ class Catalog(Persistent):
         self.splits = Index()
         self.unique = Index()
         self.stable_ids = Index()
+
+    @staticmethod
+    def new_member_id() -> str:
+        """A new, random member id."""
+        return _uuid.uuid4().hex
 
 
 class Stub(Persistent):
