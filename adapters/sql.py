@@ -39,6 +39,7 @@ Messages never quote the password of the connection string.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sqlite3
 import time
@@ -56,6 +57,7 @@ from federation.errors import (
     MemberBusy,
     MemberUnavailable,
     describe,
+    shorten,
 )
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -112,6 +114,13 @@ class SqlDatabase:
 
     def __init__(self, member: str, table: Table, connect: Callable[[], Any], dialect: str,
                  *, batch_size: int = 100, secrets: tuple[str, ...] = ()) -> None:
+        for bad, problem in [
+            (not isinstance(table, Table), f"{shorten(table)} is not a sql.Table"),
+            (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1,
+             f"batch_size {shorten(batch_size)} is not a positive int"),
+        ]:
+            if bad:
+                raise ConfigurationError(f"Member {shorten(member)}: {problem}.")
         self.member = member
         self.table = table
         self.connect = connect
@@ -135,6 +144,13 @@ def sqlite(member: str, path: str, table: Table, *, batch_size: int = 100,
     A statement waits up to ``timeout`` seconds for another connection's lock
     on the file, then raises :class:`federation.MemberBusy`.
     """
+    if not isinstance(path, (str, os.PathLike)) or isinstance(timeout, bool) or not isinstance(
+            timeout, (int, float)) or timeout < 0:
+        raise ConfigurationError(
+            f"Member {shorten(member)}: a SQLite member needs a file path and a timeout of zero "
+            f"or more seconds, not {shorten(path)} and {shorten(timeout)}."
+        )
+
     def connect() -> sqlite3.Connection:
         # No PRAGMA here: a read-only member's file must stay untouched byte for byte.
         return sqlite3.connect(path, isolation_level=None, check_same_thread=False,
@@ -145,6 +161,11 @@ def sqlite(member: str, path: str, table: Table, *, batch_size: int = 100,
 def postgresql(member: str, conninfo: str, table: Table, *, batch_size: int = 100) -> SqlDatabase:
     """A PostgreSQL member: ``conninfo`` is a libpq connection string."""
     import psycopg
+
+    if not isinstance(conninfo, str):
+        raise ConfigurationError(
+            f"Member {shorten(member)}: a PostgreSQL member needs a libpq connection string."
+        )
 
     def connect() -> Any:
         return psycopg.connect(conninfo, autocommit=True)

@@ -8,8 +8,10 @@ subclasses whose message is one readable sentence.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,9 @@ from ZODB.MappingStorage import MappingStorage
 
 import federation
 from federation import resolvers
+from federation.adapters import sql
 from federation.cli import main
+from tests.models import Person
 
 FUZZ = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -133,8 +137,10 @@ def configurations(folder: Path) -> st.SearchStrategy[str]:
 
 
 def prepare(folder: Path) -> None:
-    """Files the drawn paths may name: a directory, garbage, an empty file."""
+    """Files the drawn paths may name: a directory, garbage, an empty file, a SQLite file."""
     (folder / "dir").mkdir(exist_ok=True)
+    with contextlib.closing(sqlite3.connect(folder / "n.fs")) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS person (id INTEGER PRIMARY KEY, name TEXT)")
     (folder / "garbage.fs").write_bytes(b"not a FileStorage" * 10)
     (folder / "empty.fs").write_bytes(b"")
 
@@ -156,9 +162,12 @@ def open_and_close(opener: Any, *args: Any) -> None:
         return
     try:
         with fed.open(transaction.TransactionManager()) as conn:
-            for name in fed.members:
+            for name, member in fed.members.items():
                 try:
-                    conn.root(name)
+                    if member.db is not None:
+                        conn.root(name)
+                    else:  # a foreign member: load a record
+                        conn.get(f"{name}:{member.kind}:1")
                 except Exception as error:
                     check_error(error)
     finally:
@@ -201,10 +210,17 @@ def member_specs(folder: Path) -> st.SearchStrategy[Any]:
     def failing_factory() -> Any:
         raise RuntimeError("the adapter factory broke")
 
+    def sqlite_member(name: str, table_name: str) -> sql.SqlDatabase:
+        table = sql.Table(table_name, Person, key="id", columns={"name": "name"})
+        return sql.sqlite("people", str(folder / name), table, timeout=0)
+
+    sqlite_members = st.builds(sqlite_member, path_names,
+                               st.sampled_from(["person", "missing", "sqlite_master"]))
     return (
         uris(folder)
         | settings_of(folder)
         | values
+        | sqlite_members
         | st.builds(MappingStorage)
         | st.builds(factory_of, values)
         | st.just(failing_factory)

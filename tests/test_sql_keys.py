@@ -267,3 +267,19 @@ def test_postgresql_conflicts_are_retryable(postgresql_server, pg_table, error):
     finally:
         adapter.close()
     assert isinstance(caught.value, TransientError)
+
+
+# -- settings -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: sql.sqlite("people", 3, table()), "needs a file path"),
+    (lambda: sql.sqlite("people", "p.sqlite", table(), timeout="soon"), "timeout"),
+    (lambda: sql.sqlite("people", "p.sqlite", table(), batch_size="10"), "batch_size '10'"),
+    (lambda: sql.sqlite("people", "p.sqlite", "person"), "is not a sql.Table"),
+    (lambda: sql.postgresql("people", None, table()), "libpq connection string"),
+])
+def test_bad_settings_are_configuration_errors(make, message):
+    """Settings of the wrong type are refused when the member is described, naming it."""
+    with pytest.raises(federation.ConfigurationError, match=message):
+        make()
