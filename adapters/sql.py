@@ -320,9 +320,12 @@ class SqlAdapter:
             start = self._highest_key(self._conn) + 1
             try:
                 self._execute(f"CREATE SEQUENCE IF NOT EXISTS {name} START WITH {int(start)}")
-            except FederationError:
+            except FederationError as error:
                 # Two sessions created it at once (the loser fails on pg_type): it exists.
-                self._execute(f"SELECT 1 FROM {name}")
+                try:
+                    self._execute(f"SELECT 1 FROM {name}")
+                except FederationError:
+                    raise error from error.__cause__
             self.db.key_source_ready = True
         table = self.db.table
         # A key some other program already used is skipped (taken from the sequence).

@@ -283,3 +283,25 @@ def test_bad_settings_are_configuration_errors(make, message):
     """Settings of the wrong type are refused when the member is described, naming it."""
     with pytest.raises(federation.ConfigurationError, match=message):
         make()
+
+
+@pytest.mark.server
+def test_no_right_to_create_the_sequence_is_a_clear_error(postgresql_server, pg_table):
+    """A role that may not create our sequence gets an error naming member and cause."""
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgresql_server.dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}")
+        admin.execute(f"GRANT SELECT, INSERT ON {pg_table} TO {role}")
+    dsn = (f"host={postgresql_server.host} port={postgresql_server.port} user={role} "
+           f"dbname={postgresql_server.dbname}")
+    adapter = sql.postgresql("people", dsn, table(pg_table))()
+    try:
+        with pytest.raises(federation.FederationError,
+                           match=r"Member 'people'.*permission denied for schema public"):
+            adapter.new_key({})
+    finally:
+        adapter.close()
+        with psycopg.connect(postgresql_server.dsn, autocommit=True) as admin:
+            admin.execute(f"REVOKE ALL ON {pg_table} FROM {role}")
+            admin.execute(f"DROP ROLE {role}")
