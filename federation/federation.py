@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from federation.errors import (
     shorten,
 )
 from federation.foreign import ForeignMember
+from federation.interfaces import Adapter
 from federation.maintenance import ReindexReport
 from federation.manager import Manager, default_transaction_manager
 from federation.ref import check_member_name
@@ -194,7 +196,7 @@ def _member_of(name: str, spec: Any) -> ZodbMember | ForeignMember:
                     f"{shorten(factory)}."
                 )
             _no_more(name, options)
-            return ForeignMember(name, factory, read_only=read_only)
+            return ForeignMember(name, _checked_factory(name, factory), read_only=read_only)
         source = options.pop("source", None)
         uri = options.pop("uri", None)
         if source is not None and uri is not None:
@@ -207,8 +209,22 @@ def _member_of(name: str, spec: Any) -> ZodbMember | ForeignMember:
         resolvers.get(kind)
         return ZodbMember(name, source, kind=kind, read_only=read_only)
     if callable(spec) and not isinstance(spec, (str, DB)) and not IStorage.providedBy(spec):
-        return ForeignMember(name, spec)  # an adapter factory
+        return ForeignMember(name, _checked_factory(name, spec))  # an adapter factory
     return ZodbMember(name, spec)
+
+
+def _checked_factory(name: str, factory: Callable[[], Any]) -> Callable[[], Adapter]:
+    """``factory``, refusing what it returns when that is not an adapter."""
+    @functools.wraps(factory)
+    def make() -> Adapter:
+        adapter = factory()
+        if not isinstance(adapter, Adapter):
+            raise ConfigurationError(
+                f"Member {name!r}: its adapter factory returned {shorten(adapter)}, which is not "
+                "an adapter (see federation.interfaces.Adapter)."
+            )
+        return adapter
+    return make
 
 
 def _setting(name: str, options: dict[str, Any], setting: str, kind: type, default: Any) -> Any:

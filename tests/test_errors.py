@@ -127,6 +127,14 @@ def test_adapter_factory_failure_is_typed():
         federation.open({"main": "memory://", "people": broken})
 
 
+@pytest.mark.parametrize("result", [3, None, "people", object()])
+def test_adapter_factory_returning_no_adapter(result):
+    """A factory that returns something else than an adapter is named with what it returned."""
+    with pytest.raises(federation.ConfigurationError,
+                       match=r"Member 'people': its adapter factory returned .* not an adapter"):
+        federation.open({"people": lambda: result})
+
+
 @pytest.mark.parametrize("catalog", ["a string", 42, ["list"]])
 def test_wrong_typed_catalog_is_a_clear_error(tmp_path, catalog):
     """A catalog replaced by other software gives a CorruptRecord naming member and record."""
