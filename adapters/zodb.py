@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from types import TracebackType
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -136,6 +137,11 @@ class ZodbMember:
         if isinstance(error, FileStorageFormatError):
             raise MemberOpenError(
                 f"Member {self.name!r}: the storage {where} is not a FileStorage file."
+            ) from error
+        if isinstance(error, FileNotFoundError) and isinstance(error.filename, str):
+            raise MemberOpenError(
+                f"Member {self.name!r}: cannot open the storage {where}: the folder "
+                f"{shorten(os.path.dirname(error.filename))} does not exist."
             ) from error
         if isinstance(error, LockError):
             raise MemberOpenError(

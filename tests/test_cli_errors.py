@@ -23,7 +23,7 @@ def _run(*args: str):
         ('[members.main]\npath = "main.fs"\nread_only = "false"\n', "'read_only' must be a bool"),
         ('[members.main]\nuri = "zeo://h:notaport"\n', "cannot use the URI"),
         ('[members.main]\npath = "garbage.fs"\n', "not a FileStorage file"),
-        ('[members.main]\npath = "missing/main.fs"\n', "cannot open the storage"),
+        ('[members.main]\npath = "missing/main.fs"\n', "does not exist"),
         ('[members.main]\npath = "corrupt.fs"\n', "federation catalog"),
         ('[members.main]\npath = "locked.fs"\n', "locked"),
         ("\xff\xfe not toml", "Cannot read federation configuration"),

@@ -118,6 +118,14 @@ def test_garbage_file_is_named_as_not_a_file_storage(tmp_path):
         federation.open({"notes": path.as_uri()})
 
 
+def test_a_missing_folder_is_named(tmp_path):
+    """A FileStorage in a folder that does not exist names member and folder."""
+    uri = (tmp_path / "nope" / "main.fs").as_uri()
+    with pytest.raises(federation.MemberOpenError,
+                       match=r"Member 'main'.*the folder '.*nope' does not exist"):
+        federation.open({"main": uri})
+
+
 def test_adapter_factory_failure_is_typed():
     """An adapter factory that raises its own error gives a FederationError naming the member."""
     def broken() -> None:

@@ -294,7 +294,7 @@ def test_zfed_commands_never_crash(tmp_path: Path, data: st.DataObject,
     config = tmp_path / "config.toml"
     config.write_text(data.draw(configurations(tmp_path)), encoding="utf-8", errors="replace")
     command = data.draw(st.sampled_from(["stubs", "reindex", "pack"]))
-    args = [command, str(config)] + ([] if command == "pack" else [data.draw(member_names)])
+    args = [command, "--", str(config)] + ([] if command == "pack" else [data.draw(member_names)])
     result = CliRunner().invoke(main, args)
     assert result.exception is None or isinstance(result.exception, SystemExit), (
         repr(result.exception))
