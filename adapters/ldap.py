@@ -61,6 +61,7 @@ from federation.errors import (
     KeyNotFound,
     MemberUnavailable,
 )
+from federation.redact import redact
 from federation.ref import Ref
 from federation.resolvers.dn import DN
 
@@ -107,6 +108,10 @@ class Directory:
         self.ca_file = str(ca_file) if ca_file is not None else None
         self.batch_size, self.timeout, self.tls = batch_size, timeout, start_tls or secure
 
+    def __repr__(self) -> str:
+        who = f"as {self.bind_dn!r}" if self.bind_dn else "anonymously"
+        return f"<Directory {self.member!r} at {redact(self.uri)} {who}>"
+
     def __call__(self) -> LdapAdapter:
         return LdapAdapter(self)
 
@@ -114,7 +119,7 @@ class Directory:
         """A new ldap3 connection: opened, upgraded to TLS if asked, bound."""
         tls = _Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=self.ca_file) if self.tls else None
         server = ldap3.Server(self.uri, connect_timeout=self.timeout, get_info=ldap3.NONE, tls=tls)
-        conn = ldap3.Connection(server, user=self.bind_dn, password=self.password,
+        conn = _Connection(server, user=self.bind_dn, password=self.password,
                                 receive_timeout=math.ceil(self.timeout), raise_exceptions=False,
                                 auto_referrals=False, collect_usage=True)
         try:
@@ -142,6 +147,23 @@ class Directory:
             raise FederationError(f"Member {self.member!r} cannot bind to {self.uri} {who}: "
                                   f"{why}.")
         return conn
+
+
+class _Connection(ldap3.Connection):
+    """ldap3's connection, whose ``repr()`` and ``str()`` do not show the bind password."""
+
+    def __repr__(self) -> str:
+        return _without_password(super().__repr__(), self.password)
+
+    def __str__(self) -> str:
+        return _without_password(super().__str__(), self.password)
+
+
+def _without_password(text: str, password: Any) -> str:
+    if password:
+        for form in {str(password), repr(password)}:
+            text = text.replace(form, "'***'" if form.startswith(("'", '"')) else "***")
+    return redact(text)
 
 
 class _Tls(ldap3.Tls):

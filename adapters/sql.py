@@ -13,10 +13,33 @@ checked against ``[A-Za-z_][A-Za-z0-9_]*`` and quoted.
         Table("person", Person, key="id", columns={"name": "name", "email": "email"},
               refs={"owner": "owner_ref"}))
     fed = federation.open({"main": "file:///srv/main.fs", "people": people})
+
+Integer keys are issued by the database, never twice, even when the
+transaction that asked for one is aborted, and never one that a deleted
+row had (a reference kept elsewhere would silently name the new row):
+
+- PostgreSQL: a sequence of ours, ``zfed_key_<table>``, created by the
+  first key issued and started above the table's highest key; ``nextval``
+  is outside transactions.
+- SQLite: a table of ours, ``zfed_keys`` (``name`` the table, ``next`` the
+  last key issued), in the member's file, created by the first key issued
+  (a member only read is never written to).  A key is issued in a
+  transaction of its own on a second connection; a key asked for while
+  this session's own write transaction holds the file (objects placed in
+  the member during a commit) is issued in that transaction, and the
+  process remembers it, so that the process never issues it again.
+  Either way, the key is above every key of the table.
+
+A database that is busy (SQLite "database is locked", PostgreSQL
+serialization failures, deadlocks and lock timeouts) raises
+:class:`federation.MemberBusy`, which ``transaction.attempts()`` retries.
+Messages never quote the password of the connection string.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import sqlite3
 import time
@@ -24,6 +47,7 @@ import uuid as _uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from federation import resolvers
 from federation.errors import (
@@ -31,10 +55,25 @@ from federation.errors import (
     ConfigurationError,
     FederationError,
     KeyNotFound,
+    MemberBusy,
     MemberUnavailable,
+    describe,
+    shorten,
 )
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+#: SQLite's table of issued keys (see the module docstring).
+SQLITE_KEYS = "zfed_keys"
+
+#: Passwords in a connection string: libpq ``password=...`` or a URI's ``user:password@``.
+_PASSWORDS = re.compile(r"""(?ix) password \s*=\s* (?: '((?:[^'\\]|\\.)*)' | ([^\s'&]+) )
+                            | ^[a-z][a-z0-9+.-]*://[^/@:\s]*:([^/@\s]+)@""")
+#: PostgreSQL SQLSTATEs of a transaction to try again: serialization failure,
+#: deadlock, lock not available (lock_timeout, NOWAIT).
+_PG_BUSY = frozenset({"40001", "40P01", "55P03"})
+#: SQLite result codes of a locked database: SQLITE_BUSY, SQLITE_LOCKED.
+_SQLITE_BUSY = frozenset({5, 6})
 
 
 @dataclass(frozen=True)
@@ -75,23 +114,48 @@ class SqlDatabase:
     """A factory of :class:`SqlAdapter` sessions on one table."""
 
     def __init__(self, member: str, table: Table, connect: Callable[[], Any], dialect: str,
-                 *, batch_size: int = 100) -> None:
+                 *, batch_size: int = 100, secrets: tuple[str, ...] = ()) -> None:
+        for bad, problem in [
+            (not isinstance(table, Table), f"{shorten(table)} is not a sql.Table"),
+            (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1,
+             f"batch_size {shorten(batch_size)} is not a positive int"),
+        ]:
+            if bad:
+                raise ConfigurationError(f"Member {shorten(member)}: {problem}.")
         self.member = member
         self.table = table
         self.connect = connect
         self.dialect = dialect
         self.batch_size = batch_size
-        self.last_key = 0
+        self.secrets = tuple(secret for secret in secrets if secret)
+        self.last_key = 0  # the highest key this process issued (SQLite)
+        self.key_source_ready = False  # the sequence or key table exists
+
+    def __repr__(self) -> str:
+        return f"<SqlDatabase {self.member!r} ({self.dialect}, table {self.table.name!r})>"
 
     def __call__(self) -> SqlAdapter:
         return SqlAdapter(self)
 
 
-def sqlite(member: str, path: str, table: Table, *, batch_size: int = 100) -> SqlDatabase:
-    """A SQLite member: ``path`` is the database file."""
+def sqlite(member: str, path: str, table: Table, *, batch_size: int = 100,
+           timeout: float = 30.0) -> SqlDatabase:
+    """A SQLite member: ``path`` is the database file.
+
+    A statement waits up to ``timeout`` seconds for another connection's lock
+    on the file, then raises :class:`federation.MemberBusy`.
+    """
+    if not isinstance(path, (str, os.PathLike)) or isinstance(timeout, bool) or not isinstance(
+            timeout, (int, float)) or timeout < 0:
+        raise ConfigurationError(
+            f"Member {shorten(member)}: a SQLite member needs a file path and a timeout of zero "
+            f"or more seconds, not {shorten(path)} and {shorten(timeout)}."
+        )
+
     def connect() -> sqlite3.Connection:
         # No PRAGMA here: a read-only member's file must stay untouched byte for byte.
-        return sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        return sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                               timeout=timeout)
     return SqlDatabase(member, table, connect, "sqlite", batch_size=batch_size)
 
 
@@ -99,9 +163,25 @@ def postgresql(member: str, conninfo: str, table: Table, *, batch_size: int = 10
     """A PostgreSQL member: ``conninfo`` is a libpq connection string."""
     import psycopg
 
+    if not isinstance(conninfo, str):
+        raise ConfigurationError(
+            f"Member {shorten(member)}: a PostgreSQL member needs a libpq connection string."
+        )
+
     def connect() -> Any:
         return psycopg.connect(conninfo, autocommit=True)
-    return SqlDatabase(member, table, connect, "postgresql", batch_size=batch_size)
+    return SqlDatabase(member, table, connect, "postgresql", batch_size=batch_size,
+                       secrets=_passwords(conninfo))
+
+
+def _passwords(conninfo: Any) -> tuple[str, ...]:
+    """The passwords a connection string holds, to keep them out of messages."""
+    if not isinstance(conninfo, str):
+        return ()
+    found = [group for match in _PASSWORDS.finditer(conninfo) for group in match.groups()
+             if group]
+    return tuple({*found, *(re.sub(r"\\(.)", r"\1", text) for text in found),
+                  *(unquote(text) for text in found)})
 
 
 class SqlAdapter:
@@ -119,11 +199,24 @@ class SqlAdapter:
         self.batch_size = database.batch_size
         self.two_phase = database.dialect == "postgresql"
         self._mark = "%s" if self.two_phase else "?"
-        self._conn = self._call(database.connect)
+        self._conn = self._connect()
         self._writer: Any = None
         self._xid: str | None = None
+        self._keys: Any = None  # SQLite: the connection that issues keys
 
     # -- plumbing ---------------------------------------------------------
+
+    def _connect(self) -> Any:
+        """A new connection; a connection string the driver refuses is a ConfigurationError."""
+        try:
+            return self._call(self.db.connect)
+        except (MemberUnavailable, MemberBusy):
+            raise
+        except FederationError as error:
+            raise ConfigurationError(
+                f"Member {self.db.member!r} cannot connect to its {self.db.dialect} database: "
+                f"{describe(error.__cause__ or error)}."
+            ) from error.__cause__
 
     def _call(self, function: Callable[..., Any], *args: Any, key: Any = None) -> Any:
         """Run a driver call, turning driver errors into federation errors."""
@@ -132,14 +225,22 @@ class SqlAdapter:
         except FederationError:
             raise
         except Exception as error:
+            cause = _Scrubbed(error, self.db.secrets)
+            chained = cause if cause.scrubbed else error
+            if _is_busy_error(error):
+                raise MemberBusy(self.db.member, cause) from chained
             if _is_connection_error(error):
-                raise MemberUnavailable(self.db.member, key, error) from error
+                raise MemberUnavailable(self.db.member, key, cause) from chained
             if _is_data_error(error):
                 what = f"the record with key {key!s}" if key is not None else "a statement"
                 raise FederationError(
                     f"Member {self.db.member!r} (table {self.db.table.name!r}) rejects {what}: "
-                    f"{error}."
-                ) from error
+                    f"{describe(cause)}."
+                ) from chained
+            if cause.scrubbed:
+                raise FederationError(
+                    f"Member {self.db.member!r}: {type(error).__name__}: {describe(cause)}."
+                ) from cause
             raise
 
     def _execute(self, sql: str, params: tuple[Any, ...] = (), *, key: Any = None,
@@ -219,10 +320,68 @@ class SqlAdapter:
             return _uuid.uuid4()
         if self.kind == "uid":
             return state.get(table.key_attribute)
+        if self.two_phase:
+            return self._next_in_sequence()
+        return self._next_in_key_table()
+
+    def _highest_key(self, connection: Any) -> int:
+        table = self.db.table
         sql = f"SELECT max({self._q(table.key)}) FROM {self._q(table.name)}"
-        highest = self._execute(sql).fetchone()[0] or 0
-        self.db.last_key = max(self.db.last_key, highest) + 1
-        return self.db.last_key
+        return self._execute(sql, connection=connection).fetchone()[0] or 0
+
+    def _next_in_sequence(self) -> int:
+        """PostgreSQL: ``nextval`` of our sequence, made the first time above every key."""
+        name = self._q(_sequence_name(self.db.table.name))
+        if not self.db.key_source_ready:
+            start = self._highest_key(self._conn) + 1
+            try:
+                self._execute(f"CREATE SEQUENCE IF NOT EXISTS {name} START WITH {int(start)}")
+            except FederationError as error:
+                # Two sessions created it at once (the loser fails on pg_type): it exists.
+                try:
+                    self._execute(f"SELECT 1 FROM {name}")
+                except FederationError:
+                    raise error from error.__cause__
+            self.db.key_source_ready = True
+        table = self.db.table
+        # A key some other program already used is skipped (taken from the sequence).
+        sql = (f"SELECT n.k FROM (SELECT nextval(?::regclass) AS k) AS n WHERE NOT EXISTS "
+               f"(SELECT 1 FROM {self._q(table.name)} WHERE {self._q(table.key)} = n.k)")
+        while True:
+            row = self._execute(sql, (name,)).fetchone()
+            if row is not None:
+                return row[0]
+
+    def _next_in_key_table(self) -> int:
+        """SQLite: the next key of our key table (see the module docstring)."""
+        if self._conn.in_transaction:  # our own write transaction holds the file
+            return self._issue_key(self._conn)
+        if self._keys is None:
+            self._keys = self._connect()
+        self._execute("BEGIN IMMEDIATE", connection=self._keys)
+        try:
+            key = self._issue_key(self._keys)
+            self._execute("COMMIT", connection=self._keys)
+        except BaseException:
+            if self._keys.in_transaction:
+                self._keys.execute("ROLLBACK")
+            raise
+        return key
+
+    def _issue_key(self, connection: Any) -> int:
+        name = self.db.table.name
+        if not self.db.key_source_ready:
+            self._execute(f"CREATE TABLE IF NOT EXISTS {SQLITE_KEYS} "
+                          "(name TEXT PRIMARY KEY, next INTEGER NOT NULL)", connection=connection)
+            # Created for good only in a transaction of its own (the writer's may abort).
+            self.db.key_source_ready = connection is self._keys
+        row = self._execute(f"SELECT next FROM {SQLITE_KEYS} WHERE name = ?", (name,),
+                            connection=connection).fetchone()
+        key = max(row[0] if row else 0, self._highest_key(connection), self.db.last_key) + 1
+        self._execute(f"INSERT OR REPLACE INTO {SQLITE_KEYS} (name, next) VALUES (?, ?)",
+                      (name, key), connection=connection)
+        self.db.last_key = key
+        return key
 
     # -- writing ----------------------------------------------------------
 
@@ -342,6 +501,9 @@ class SqlAdapter:
 
     def close(self) -> None:
         self._close_writer()
+        if self._keys is not None:
+            self._keys.close()
+            self._keys = None
         self._conn.close()
 
 
@@ -353,6 +515,34 @@ def _psycopg_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
         return (), ()
     return ((psycopg.OperationalError, psycopg.InterfaceError),
             (psycopg.IntegrityError, psycopg.DataError, psycopg.ProgrammingError))
+
+
+def _sequence_name(table: str) -> str:
+    """Our key sequence of ``table``; PostgreSQL names have at most 63 bytes."""
+    name = f"zfed_key_{table}"
+    if len(name) <= 63:
+        return name
+    return f"zfed_key_{table[:30]}_{hashlib.sha1(table.encode()).hexdigest()[:16]}"
+
+
+class _Scrubbed(Exception):
+    """A driver error's text without the passwords of the connection string."""
+
+    def __init__(self, error: Exception, secrets: tuple[str, ...]) -> None:
+        text = str(error)
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        self.scrubbed = text != str(error)
+        super().__init__(text)
+
+
+def _is_busy_error(error: Exception) -> bool:
+    if isinstance(error, sqlite3.OperationalError):
+        code = getattr(error, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF in _SQLITE_BUSY
+        return "locked" in str(error)
+    return getattr(error, "sqlstate", None) in _PG_BUSY
 
 
 def _is_connection_error(error: Exception) -> bool:

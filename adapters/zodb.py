@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+import os
+from types import TracebackType
+from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import zodburi
+from zc.lockfile import LockError
 from ZODB.DB import DB
+from ZODB.FileStorage import FileStorage
+from ZODB.FileStorage.FileStorage import FileStorageFormatError
 from ZODB.interfaces import IStorage
+from ZODB.utils import z64
 
 from federation.catalog import CATALOG_ATTRIBUTE, Catalog
 from federation.connection import UNREACHABLE_ERRORS, FederatedConnection
-from federation.errors import ConfigurationError, MemberUnavailable
+from federation.errors import (
+    ConfigurationError,
+    CorruptRecord,
+    FederationError,
+    MemberOpenError,
+    MemberUnavailable,
+    describe,
+    shorten,
+)
 from federation.redact import redact
 
 log = logging.getLogger(__name__)
@@ -61,7 +76,11 @@ class ZodbMember:
         self.kind = kind
         self.lookup_kinds: frozenset[str] = frozenset()  # ZODB members know only their own kind
         self.read_only = read_only
+        self.writable = False  # may get a catalog (see _setup_catalog)
         self.member_id = f"name:{name}"
+        #: The federation's ``members_by_id``, kept current by :meth:`catalog_found`.
+        self.federation_ids: dict[str, Any] | None = None
+        self._fresh = False  # the storage had no transaction before we opened it
         self.error: BaseException | None = None
         self.db: DB | None = None
         self._owns_db = not isinstance(source, DB)
@@ -69,7 +88,7 @@ class ZodbMember:
         try:
             self.db = self._open_db(source)
         except UNREACHABLE_ERRORS as error:
-            log.warning("Member %r is unavailable: %s", name, error)
+            log.warning("Member %r is unavailable: %s", name, describe(error))
             self.error = error
             return
         try:
@@ -87,26 +106,67 @@ class ZodbMember:
         if isinstance(source, DB):
             return self._adopt(source)
         if isinstance(source, str):
+            where = shorten(redact(source))
             try:
                 factory, dbkw = zodburi.resolve_uri(self._uri(source))
-            except (KeyError, ValueError) as error:
+            except Exception as error:  # zodburi raises KeyError, ValueError, TypeError...
                 raise ConfigurationError(
-                    f"Member {self.name!r}: cannot use the URI {redact(source)!r}: {error}."
+                    f"Member {self.name!r}: cannot use the URI {where}: {describe(error)}."
                 ) from error
             dbkw.pop("database_name", None)
-            return self._db_on(factory(), dbkw)
+            return self._db_on(self._storage(factory, where), dbkw, where)
         if IStorage.providedBy(source):
-            return self._db_on(source, {})
+            return self._db_on(source, {}, shorten(source))
         raise ConfigurationError(
-            f"Member {self.name!r}: {source!r} is not a zodburi URI, a storage or a ZODB.DB."
+            f"Member {self.name!r}: {shorten(source)} is not a zodburi URI, a storage or a "
+            "ZODB.DB."
         )
 
-    def _db_on(self, storage: Any, dbkw: dict[str, Any]) -> DB:
+    def _storage(self, factory: Any, where: str) -> Any:
+        """The storage ``factory`` opens; its failures become ``MemberOpenError``."""
         try:
-            return FederatedDB(storage, self, database_name=self.name, **dbkw)
-        except BaseException:
-            storage.close()
+            return factory()
+        except (*UNREACHABLE_ERRORS, FederationError):
             raise
+        except Exception as error:
+            _release_half_open(error.__traceback__)
+            self._storage_error(error, where)
+
+    def _storage_error(self, error: Exception, where: str) -> NoReturn:
+        """Raise the ``MemberOpenError`` for a storage that failed to open."""
+        if isinstance(error, FileStorageFormatError):
+            raise MemberOpenError(
+                f"Member {self.name!r}: the storage {where} is not a FileStorage file."
+            ) from error
+        if isinstance(error, FileNotFoundError) and isinstance(error.filename, str):
+            raise MemberOpenError(
+                f"Member {self.name!r}: cannot open the storage {where}: the folder "
+                f"{shorten(os.path.dirname(error.filename))} does not exist."
+            ) from error
+        if isinstance(error, LockError):
+            raise MemberOpenError(
+                f"Member {self.name!r}: the storage {where} is locked by another process (a "
+                f"zfed serve, say: use the client configuration it wrote) or another member "
+                f"of this federation ({describe(error)})."
+            ) from error
+        raise MemberOpenError(
+            f"Member {self.name!r}: cannot open the storage {where}: "
+            f"{type(error).__name__}: {describe(error)}."
+        ) from error
+
+    def _db_on(self, storage: Any, dbkw: dict[str, Any], where: str) -> DB:
+        try:
+            self._fresh = storage.lastTransaction() == z64
+            return FederatedDB(storage, self, database_name=self.name, **dbkw)
+        except BaseException as error:
+            storage.close()
+            if isinstance(error, (*UNREACHABLE_ERRORS, FederationError)) or not isinstance(
+                    error, Exception):
+                raise
+            raise MemberOpenError(
+                f"Member {self.name!r}: cannot open a database on the storage {where}: "
+                f"{type(error).__name__}: {describe(error)}."
+            ) from error
 
     def _uri(self, uri: str) -> str:
         parts = urlsplit(uri)
@@ -132,14 +192,39 @@ class ZodbMember:
         return db
 
     def _setup_catalog(self) -> str:
-        writable = not (self.read_only or self.db.storage.isReadOnly())
+        """The member id, from the catalog; opening writes only to a new database.
+
+        A database that existed without a catalog keeps none until a
+        transaction writes (see ``FederatedConnection._zfed_ensure_catalog``):
+        its id is chosen now, kept in memory, and stored with the catalog.  A
+        read-only one is named ``name:<member name>``.
+        """
+        self.writable = not (self.read_only or self.db.storage.isReadOnly())
         with self.db.transaction() as conn:
-            root = conn.root()
-            catalog = getattr(root, CATALOG_ATTRIBUTE, None)
-            if catalog is None and writable:
-                catalog = Catalog()
-                setattr(root, CATALOG_ATTRIBUTE, catalog)
-            return catalog.member_id if catalog is not None else f"name:{self.name}"
+            catalog = getattr(conn.root(), CATALOG_ATTRIBUTE, None)
+            if catalog is not None or not self.writable:
+                return check_catalog(self.name, catalog)
+            self.member_id = Catalog.new_member_id()
+            if self._fresh:
+                conn._zfed_ensure_catalog()  # a new database: the catalog comes with its root
+            else:
+                log.info("Member %r has no federation catalog yet; the first transaction that "
+                         "writes will add one.", self.name)
+            return self.member_id
+
+    def catalog_found(self, catalog: Any) -> None:
+        """A connection read ``catalog``: check it, and take its member id if it differs.
+
+        It differs when another process stored a catalog between our open and
+        our first write (ours was then refused with a ConflictError).
+        """
+        member_id = check_catalog(self.name, catalog)
+        if member_id != self.member_id:
+            ids = self.federation_ids
+            if ids is not None:
+                ids.pop(self.member_id, None)
+                ids[member_id] = self
+            self.member_id = member_id
 
     def open_jar(self, transaction_manager: Any) -> FederatedConnection:
         """A federated connection to this member (raises ``MemberUnavailable``)."""
@@ -161,3 +246,39 @@ class ZodbMember:
                 if not isinstance(item[1], FederatedConnection)
             ]
         self.db = None
+
+
+def _release_half_open(traceback: TracebackType | None) -> None:
+    """Close the files of a FileStorage whose ``__init__`` failed.
+
+    FileStorage opens its lock file, its ``.tmp`` file and the data file
+    before it reads the header or the index; when that fails, it keeps them
+    open (and the lock taken) until the garbage collector finds them.
+    """
+    while traceback is not None:
+        storage = traceback.tb_frame.f_locals.get("self")
+        if isinstance(storage, FileStorage):
+            for name in ("_file", "_tfile"):
+                with contextlib.suppress(Exception):
+                    getattr(storage, name).close()
+            with contextlib.suppress(Exception):
+                storage._lock_file.close()
+            return
+        traceback = traceback.tb_next
+
+
+def check_catalog(member: str, catalog: Any) -> str:
+    """The member id ``catalog`` (the root's ``zodb_federation``) holds, checking its type."""
+    if catalog is None:
+        return f"name:{member}"
+    member_id = getattr(catalog, "member_id", None) if isinstance(catalog, Catalog) else None
+    if not isinstance(member_id, str) or not member_id:
+        what = (f"a Catalog whose member_id is {shorten(member_id)}"
+                if isinstance(catalog, Catalog) else f"{shorten(catalog)}")
+        raise CorruptRecord(
+            f"Member {member!r}: the federation catalog (the root's {CATALOG_ATTRIBUTE!r} "
+            f"attribute) is {what}, not a federation Catalog; other software changed or "
+            "damaged it. Restore it from a backup, or remove the attribute to start a new "
+            "catalog (references into this member then become dangling)."
+        )
+    return member_id

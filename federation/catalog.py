@@ -12,8 +12,11 @@ The catalog
 -----------
 The root mapping's attribute ``root.zodb_federation`` (an attribute, not a
 key: iterating the root shows only the application's own entries; pack and
-``fsrefs`` still reach it) is a :class:`Catalog`, created when the member is
-first opened writable by a federation.  It holds:
+``fsrefs`` still reach it) is a :class:`Catalog`, created with the root when
+a federation makes a new database, and in an existing database without one
+by the first transaction that writes (to any member: other members may then
+store references naming the id).  Opening never writes to an existing
+database.  It holds:
 
 ``member_id``
     A random UUID (hex text) naming this database for good.  Stubs name
@@ -134,7 +137,7 @@ class Catalog(Persistent):
 
     def __init__(self) -> None:
         self.format = FORMAT
-        self.member_id = _uuid.uuid4().hex
+        self.member_id = self.new_member_id()
         self.stubs_by_target = Index()
         self.stubs_by_oid = Index()
         self.uuids = Index()
@@ -142,6 +145,11 @@ class Catalog(Persistent):
         self.splits = Index()
         self.unique = Index()
         self.stable_ids = Index()
+
+    @staticmethod
+    def new_member_id() -> str:
+        """A new, random member id."""
+        return _uuid.uuid4().hex
 
 
 class Stub(Persistent):

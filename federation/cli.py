@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 import transaction
-from zc.lockfile import LockError
 
 import federation
 from federation import demo, maintenance
@@ -18,7 +17,17 @@ from federation.gc import iter_collectable
 CONFIG = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-@click.group(invoke_without_command=True)
+class _Commands(click.Group):
+    """``zfed``'s commands: a ``FederationError`` is printed on one line, exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except federation.FederationError as error:
+            raise click.ClickException(" ".join(str(error).split())) from error
+
+
+@click.group(cls=_Commands, invoke_without_command=True)
 @click.version_option(package_name="zodb-federation", prog_name="zfed")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -43,17 +52,6 @@ def _open(config: Path) -> federation.Federation:
         return federation.open_config(config)
     except federation.FederationError as error:
         raise click.ClickException(str(error)) from error
-    except LockError as error:
-        raise _locked(config, error) from error
-
-
-def _locked(config: Path, error: LockError) -> click.ClickException:
-    """The error for a member file another process has open (a FileStorage has one user)."""
-    lock = str(error).removeprefix("Couldn't lock ").strip("'")
-    return click.ClickException(
-        f"Cannot open {str(config)!r}: another process has {lock.removesuffix('.lock')!r} "
-        "open (zfed serve, say); use the client configuration it wrote, or stop it first."
-    )
 
 
 @main.command("stubs", short_help="List the stub records a member keeps.")
@@ -236,8 +234,6 @@ def serve_command(config: Path, host: str, port: int, client_config: Path | None
             server.start()
         except federation.FederationError as error:
             raise click.ClickException(str(error)) from error
-        except LockError as error:
-            raise _locked(config, error) from error
         try:
             host_text, port_number = server.address or (host, port)
             if client_config is None:

@@ -253,13 +253,41 @@ class FederatedConnection(Connection):
         self._zfed_reapply = False  # True once it wrote in this commit
 
     def _catalog(self) -> Catalog | None:
-        if self._zfed_catalog_obj is None:
+        catalog = self._zfed_catalog_obj
+        if catalog is None or catalog._p_oid is None:  # none yet, or made by this transaction
             try:
                 root = self.get(z64)
             except POSKeyError:
                 return None  # the root is being created (ZODB.DB.__init__)
-            self._zfed_catalog_obj = getattr(root, CATALOG_ATTRIBUTE, None)
-        return self._zfed_catalog_obj
+            catalog = getattr(root, CATALOG_ATTRIBUTE, None)
+            if catalog is not None:
+                self._zfed_member.catalog_found(catalog)
+            self._zfed_catalog_obj = catalog
+        return catalog
+
+    def _zfed_ensure_catalog(self) -> Catalog | None:
+        """The catalog; a writable member that has none gets one, in this transaction.
+
+        Opening a member never writes to it (see ``ZodbMember``): its catalog
+        is made by the first transaction that changes it or, as other members
+        may then store references naming its id, that changes any member.
+        """
+        catalog = self._catalog()
+        if catalog is None and self._zfed_member.writable:
+            catalog = Catalog()
+            catalog.member_id = self._zfed_member.member_id
+            self._zfed_catalog_obj = catalog
+            root = self.get(z64)
+            root._p_activate()
+            root.__dict__[CATALOG_ATTRIBUTE] = catalog  # set before registering: see register
+            root._p_changed = True
+        return catalog
+
+    def register(self, obj: Any) -> None:
+        catalog = self._zfed_catalog_obj
+        if (catalog is None or catalog._p_oid is None) and self._zfed_member.writable:
+            self._zfed_ensure_catalog()  # before anything of this member is serialized
+        super().register(obj)
 
     # -- writing ------------------------------------------------------------
 
@@ -378,7 +406,7 @@ class FederatedConnection(Connection):
         return entry[:8], klass
 
     def _require_catalog(self, purpose: str) -> Catalog:
-        catalog = self._catalog()
+        catalog = self._zfed_ensure_catalog()
         if catalog is None:
             raise ReadOnlyMember(
                 f"Member {self._zfed_member.name!r} has no federation catalog (it was opened "
@@ -659,6 +687,11 @@ class FederatedConnection(Connection):
         super().beforeCompletion(txn)
         if self._zfed_retargets:
             self._write_retargets()
+        manager = self._zfed_manager
+        if (self._zfed_member.writable and manager is not None and self._catalog() is None
+                and manager.coordinator.joined):
+            self._zfed_ensure_catalog()  # other members may name this member's id
+
 
     # -- reading ------------------------------------------------------------
 

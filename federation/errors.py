@@ -8,7 +8,9 @@ callers already rely on: :class:`InvalidKey` is a ``ValueError``,
 ``transaction.attempts()`` retries it.
 
 Each message is a full sentence that names the member, the key or the
-offending input.
+offending input; inputs are quoted by :func:`shorten`, so that a message
+about a megabyte of bad input stays one readable line.  Messages never
+contain a password: :func:`federation.redact.redact` removes them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,20 @@ from __future__ import annotations
 from typing import Any
 
 from transaction.interfaces import TransientError
+
+from federation.redact import redact
+
+#: How many characters of an input a message quotes at most.
+QUOTE_LIMIT = 100
+
+
+def shorten(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)``, cut to about ``limit`` characters (saying how long it was)."""
+    try:
+        text = repr(value)
+    except Exception:  # a broken __repr__ must not hide the error being reported
+        text = f"<{type(value).__qualname__} object>"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class FederationError(Exception):
@@ -37,7 +53,9 @@ class InvalidKey(FederationError, ValueError):
         self.kind = kind
         self.value = value
         self.reason = reason
-        super().__init__(f"{value!r} is not a valid {kind} key: {reason}.")
+        if len(reason) > 2 * QUOTE_LIMIT:
+            reason = f"{reason[:2 * QUOTE_LIMIT]}..."
+        super().__init__(f"{shorten(value)} is not a valid {kind} key: {reason}.")
 
 
 class UnknownKind(FederationError, LookupError):
@@ -45,7 +63,7 @@ class UnknownKind(FederationError, LookupError):
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        super().__init__(f"No key kind named {kind!r} is registered.")
+        super().__init__(f"No key kind named {shorten(kind)} is registered.")
 
 
 class UnknownMember(FederationError, KeyError):
@@ -54,7 +72,7 @@ class UnknownMember(FederationError, KeyError):
     def __init__(self, member: str, known: list[str] | None = None) -> None:
         self.member = member
         hint = f" Known members: {', '.join(sorted(known))}." if known else ""
-        super().__init__(f"The federation has no member named {member!r}.{hint}")
+        super().__init__(f"The federation has no member named {shorten(member)}.{hint}")
 
 
 class KeyNotFound(FederationError, KeyError):
@@ -79,8 +97,28 @@ class MemberUnavailable(FederationError, TransientError):
         self.member = member
         self.key = key
         what = f" to load key {key!s}" if key is not None else ""
-        why = f": {cause}" if cause is not None else ""
+        why = f": {describe(cause)}" if cause is not None else ""
         super().__init__(f"Member {member!r} cannot be reached{what}{why}.")
+
+
+class MemberBusy(FederationError, TransientError):
+    """A member's database refused a change for now (locked, serialization
+    failure, deadlock, lock timeout): ``transaction.attempts()`` retries it."""
+
+    def __init__(self, member: str, cause: BaseException | None = None) -> None:
+        self.member = member
+        why = f": {describe(cause)}" if cause is not None else ""
+        super().__init__(f"Member {member!r} is busy; try the transaction again{why}.")
+
+
+class CorruptRecord(FederationError):
+    """A record zodb-federation keeps in a member (its catalog, a stub, an index
+    entry) is not what it wrote: changed by other software, or damaged."""
+
+
+class MemberOpenError(FederationError):
+    """A member cannot be opened: its storage is locked by another process, is
+    not a database of its kind or cannot be read, or its adapter failed."""
 
 
 class DanglingStub(FederationError, KeyError):
@@ -109,3 +147,12 @@ class InDoubtTransactions(FederationError):
 
 class CollectionRefused(FederationError):
     """Garbage collection cannot see a member that may hold references; nothing was collected."""
+
+
+def describe(error: BaseException) -> str:
+    """The text of ``error`` for a message: its first line, shortened, no passwords."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = redact(text)
+    if len(text) > 2 * QUOTE_LIMIT:
+        text = f"{text[:2 * QUOTE_LIMIT]}..."
+    return text.rstrip(".")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,8 +18,17 @@ from federation import check as checking
 from federation import gc, recovery, resolvers
 from federation.adapters.zodb import ZODB_KINDS, ZodbMember
 from federation.connection import FederatedConnection
-from federation.errors import ConfigurationError, InDoubtTransactions, UnknownMember
+from federation.errors import (
+    ConfigurationError,
+    FederationError,
+    InDoubtTransactions,
+    MemberOpenError,
+    UnknownMember,
+    describe,
+    shorten,
+)
 from federation.foreign import ForeignMember
+from federation.interfaces import Adapter
 from federation.manager import Manager, default_transaction_manager
 from federation.ref import check_member_name
 
@@ -41,8 +52,15 @@ class Federation:
     def __init__(self, members: Mapping[str, Any], *,
                  placement: Mapping[type | str, str] | None = None,
                  recover: bool = True) -> None:
-        if not members:
-            raise ConfigurationError("A federation needs at least one member.")
+        if not isinstance(members, Mapping) or not members:
+            raise ConfigurationError(
+                f"A federation needs a mapping of one or more members, not {shorten(members)}."
+            )
+        if placement is not None and not isinstance(placement, Mapping):
+            raise ConfigurationError(
+                f"Placement rules are a mapping of classes to member names, not "
+                f"{shorten(placement)}."
+            )
         self.members: dict[str, ZodbMember | ForeignMember] = {}
         self._placement: dict[str, str] = {}
         self.journal_queue = recovery.JournalQueue()
@@ -53,8 +71,7 @@ class Federation:
                 self.members[name] = _make_member(name, spec)
             self.members_by_id = self._index_members()
             for cls, member in (placement or {}).items():
-                self.member(member)
-                self._placement[cls if isinstance(cls, str) else _dotted(cls)] = member
+                self._add_placement(cls, member)
         except BaseException:
             self.close()
             raise
@@ -86,6 +103,20 @@ class Federation:
                 return member
         return None
 
+    def _add_placement(self, cls: Any, member: Any) -> None:
+        if not isinstance(cls, (str, type)) or not cls:
+            raise ConfigurationError(
+                f"A placement rule names {shorten(cls)}, which is not a class or a dotted "
+                "class name."
+            )
+        if not isinstance(member, str):
+            raise ConfigurationError(
+                f"The placement rule for {shorten(cls)} names {shorten(member)}, which is not "
+                "a member name."
+            )
+        self.member(member)
+        self._placement[cls if isinstance(cls, str) else _dotted(cls)] = member
+
     def _index_members(self) -> dict[str, ZodbMember | ForeignMember]:
         by_id: dict[str, ZodbMember | ForeignMember] = {}
         for member in self.members.values():
@@ -96,6 +127,9 @@ class Federation:
                 )
             by_id[member.member_id] = member
             by_id.setdefault(f"name:{member.name}", member)
+        for member in self.members.values():
+            if isinstance(member, ZodbMember):
+                member.federation_ids = by_id  # a member id can change: see catalog_found
         return by_id
 
     def member(self, name: str) -> ZodbMember | ForeignMember:
@@ -128,11 +162,18 @@ class Federation:
         )
         names = {member.name for member in self.members.values() if member.available}
         jars = self._idle.pop() if self._idle else {}
-        for name in names - jars.keys():
-            jars[name] = self.members[name].open_jar(tm)
-        for jar in jars.values():
-            if jar.opened is None:
-                jar.open(tm, delegate=False)
+        try:
+            for name in sorted(names - jars.keys()):
+                jars[name] = self.members[name].open_jar(tm)
+            for jar in jars.values():
+                if jar.opened is None:
+                    jar.open(tm, delegate=False)
+        except BaseException:
+            for jar in jars.values():
+                if jar.opened is not None:
+                    jar.close(primary=False)
+            self._release(jars)  # closed, and kept for the next open, as a manager leaves them
+            raise
         return Manager(self, tm, jars)
 
     def pack(self, days: float = 0.0, *, exclude: Iterable[str] = (), dry_run: bool = False,
@@ -175,33 +216,46 @@ def _dotted(cls: type) -> str:
 
 
 def _make_member(name: str, spec: Any) -> ZodbMember | ForeignMember:
-    if isinstance(spec, Mapping) and "adapter" in spec:
-        options = dict(spec)
-        factory = options.pop("adapter")
-        read_only = bool(options.pop("read_only", False))
-        if options:
-            raise ConfigurationError(
-                f"Member {name!r} has unknown settings: {', '.join(sorted(options))}."
-            )
-        return ForeignMember(name, factory, read_only=read_only)
+    """The member ``spec`` describes; any failure is a ``FederationError`` naming it."""
+    try:
+        return _member_of(name, spec)
+    except FederationError:
+        raise
+    except Exception as error:  # a storage or an adapter factory failed in its own way
+        raise MemberOpenError(
+            f"Member {name!r} cannot be opened: {type(error).__name__}: {describe(error)}."
+        ) from error
+
+
+def _member_of(name: str, spec: Any) -> ZodbMember | ForeignMember:
     if isinstance(spec, Mapping):
         options = dict(spec)
-        source = options.pop("source", None) or options.pop("uri", None)
+        read_only = _setting(name, options, "read_only", bool, False)
+        if "adapter" in options:
+            factory = options.pop("adapter")
+            if not callable(factory):
+                raise ConfigurationError(
+                    f"Member {name!r}: the setting 'adapter' must be an adapter factory, not "
+                    f"{shorten(factory)}."
+                )
+            _no_more(name, options)
+            return ForeignMember(name, _checked_factory(name, factory), read_only=read_only)
+        source = options.pop("source", None)
+        uri = options.pop("uri", None)
+        if source is not None and uri is not None:
+            raise ConfigurationError(f"Member {name!r} has both 'uri' and 'source'; keep one.")
+        source = source if source is not None else uri
         if source is None:
             raise ConfigurationError(f"Member {name!r} has no 'uri' or 'source'.")
-        kind = options.pop("key", "integer")
-        read_only = bool(options.pop("read_only", False))
-        create = bool(options.pop("create", True))
-        if options:
-            raise ConfigurationError(
-                f"Member {name!r} has unknown settings: {', '.join(sorted(options))}."
-            )
+        kind = _setting(name, options, "key", str, "integer")
+        create = _setting(name, options, "create", bool, True)
+        _no_more(name, options)
         resolvers.get(kind)
         if (not create or read_only) and kind in ZODB_KINDS:  # ZodbMember reports a bad kind
             _require_file(name, source, read_only)
         return ZodbMember(name, source, kind=kind, read_only=read_only)
     if callable(spec) and not isinstance(spec, (str, DB)) and not IStorage.providedBy(spec):
-        return ForeignMember(name, spec)  # an adapter factory
+        return ForeignMember(name, _checked_factory(name, spec))  # an adapter factory
     return ZodbMember(name, spec)
 
 
@@ -216,6 +270,37 @@ def _require_file(name: str, source: Any, read_only: bool) -> None:
         raise ConfigurationError(
             f"Member {name!r}: the file {url2pathname(parts.path)!r} does not exist; {remedy}."
         )
+
+
+def _checked_factory(name: str, factory: Callable[[], Any]) -> Callable[[], Adapter]:
+    """``factory``, refusing what it returns when that is not an adapter."""
+    @functools.wraps(factory)
+    def make() -> Adapter:
+        adapter = factory()
+        if not isinstance(adapter, Adapter):
+            raise ConfigurationError(
+                f"Member {name!r}: its adapter factory returned {shorten(adapter)}, which is not "
+                "an adapter (see federation.interfaces.Adapter)."
+            )
+        return adapter
+    return make
+
+
+def _setting(name: str, options: dict[str, Any], setting: str, kind: type, default: Any) -> Any:
+    """Pop ``setting`` from a member's ``options``; it must be of type ``kind``."""
+    value = options.pop(setting, default)
+    if not isinstance(value, kind):
+        raise ConfigurationError(
+            f"Member {name!r}: the setting {setting!r} must be a {kind.__name__}, not "
+            f"{shorten(value)}."
+        )
+    return value
+
+
+def _no_more(name: str, options: dict[str, Any]) -> None:
+    if options:
+        unknown = ", ".join(sorted(shorten(key, 40).strip("'") for key in options))
+        raise ConfigurationError(f"Member {name!r} has unknown settings: {unknown}.")
 
 
 def open(members: Mapping[str, Any], *,
@@ -263,24 +348,58 @@ def read_config(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, 
     Each ``path`` is turned into an absolute ``file://`` ``uri``, and
     ``create`` is made explicit; nothing is opened.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigurationError(f"{shorten(path)} is not the path of a configuration file.")
     path = Path(path)
+    where = shorten(str(path))
     try:
         with path.open("rb") as stream:
             config = tomllib.load(stream)
-    except (OSError, tomllib.TOMLDecodeError) as error:
+    except (OSError, ValueError) as error:  # TOMLDecodeError and UnicodeDecodeError included
         raise ConfigurationError(
-            f"Cannot read federation configuration {str(path)!r}: {error}."
+            f"Cannot read federation configuration {where}: {describe(error)}."
         ) from error
+    except RecursionError:  # tomllib recurses once per level of nested arrays and tables
+        raise ConfigurationError(
+            f"Cannot read federation configuration {where}: it nests arrays or tables too "
+            "deeply."
+        ) from None
     members = config.get("members")
     if not isinstance(members, dict) or not members:
-        raise ConfigurationError(f"{str(path)!r} has no [members.NAME] tables.")
+        raise ConfigurationError(f"{where} has no [members.NAME] tables.")
+    placement = config.get("placement")
+    if placement is not None and not isinstance(placement, dict):
+        raise ConfigurationError(f"{where}: [placement] must be a table of class = member.")
     specs = {}
     for name, table in members.items():
+        if not isinstance(table, dict):
+            raise ConfigurationError(
+                f"{where}: members.{shorten(name)} must be a table of settings, not "
+                f"{shorten(table)}."
+            )
         table = dict(table)
         relative = table.pop("path", None)
         if relative is not None:
-            table["uri"] = (path.parent / relative).resolve().as_uri()
+            table["uri"] = _path_uri(name, path, relative, "uri" in table)
         if "adapter" not in table:
             table.setdefault("create", False)
         specs[name] = table
     return specs, config.get("placement") or {}
+
+
+def _path_uri(name: str, config: Path, relative: Any, has_uri: bool) -> str:
+    """The ``file://`` URI of a member's ``path`` setting, relative to the configuration."""
+    if has_uri:
+        raise ConfigurationError(f"Member {shorten(name)} has both 'path' and 'uri'; keep one.")
+    if not isinstance(relative, str) or not relative:
+        raise ConfigurationError(
+            f"Member {shorten(name)}: the setting 'path' must be a non-empty string, not "
+            f"{shorten(relative)}."
+        )
+    try:
+        return (config.parent / relative).resolve().as_uri()
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(
+            f"Member {shorten(name)}: the path {shorten(relative)} is not usable: "
+            f"{describe(error)}."
+        ) from error

@@ -80,6 +80,7 @@ class ForeignMember:
             if not isinstance(probe, Adapter):
                 raise FederationError(f"Member {name!r}: {probe!r} is not an adapter.")
             self.kind = probe.kind
+            self.two_phase = bool(probe.two_phase)
             self.lookup_kinds = frozenset(getattr(probe, "lookup_kinds", ()))
             resolvers.get(self.kind)
         finally:

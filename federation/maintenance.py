@@ -24,7 +24,6 @@ from ZODB.serialize import referencesf
 from ZODB.utils import u64, z64
 
 from federation.catalog import CATALOG_ATTRIBUTE, Index, decode_entry, target_key
-from federation.errors import ReadOnlyMember
 from federation.records import is_stub, record_class, record_uuid, stub_data
 
 if TYPE_CHECKING:
@@ -106,11 +105,7 @@ def reindex(manager: Manager, member: str, hook: Callable[[str], None] | None = 
     ``progress("reindex", records read, records in the member)`` now and then.
     """
     jar = manager.jar(member)
-    catalog = jar._catalog()
-    if catalog is None:
-        raise ReadOnlyMember(
-            f"Member {member!r} has no federation catalog (it was only ever opened read-only)."
-        )
+    catalog = jar._require_catalog("rebuild its indexes")
     storage = jar._storage
     indexes = {name: _index(catalog, name)
                for name in ("stubs_by_oid", "stubs_by_target", "stable_ids", "uuids")}

@@ -46,6 +46,7 @@ from ZODB.utils import u64, z64
 
 from federation import journal
 from federation.catalog import CATALOG_ATTRIBUTE, Index
+from federation.errors import MemberUnavailable
 from federation.interfaces import OutcomeRecording
 
 if TYPE_CHECKING:
@@ -235,10 +236,15 @@ def recover(federation: Federation, *, decisions: Mapping[str, bool] | None = No
         for gid, entry in _entries(member):
             seen.add(gid)
             _settle(federation, member, gid, entry, report, decisions or {}, dry_run)
-    for member in federation.members.values():
-        if member.db is None and member.available and not member.read_only:
-            _orphans(federation, member, seen, report, decisions or {}, dry_run)
+    for member in _two_phase_members(federation):
+        _orphans(federation, member, seen, report, decisions or {}, dry_run)
     return report
+
+
+def _two_phase_members(federation: Federation) -> list[Any]:
+    return [member for member in federation.members.values()
+            if member.db is None and getattr(member, "two_phase", False)
+            and not member.read_only]
 
 
 def resolve(federation: Federation, gid: str) -> RecoveryReport:
@@ -250,9 +256,8 @@ def resolve(federation: Federation, gid: str) -> RecoveryReport:
         if entry is not None:
             _settle(federation, holder, gid, entry, report, {}, False, logging.INFO)
             return report
-    for member in federation.members.values():
-        if member.db is None and member.available and not member.read_only:
-            _orphans(federation, member, set(), report, {}, False, only=gid)
+    for member in _two_phase_members(federation):
+        _orphans(federation, member, set(), report, {}, False, only=gid)
     return report
 
 
@@ -370,10 +375,13 @@ def _current_serial(storage: Any, oid: bytes) -> bytes:
 def _orphans(federation: Federation, member: Any, seen: set[str], report: RecoveryReport,
              decisions: Mapping[str, bool], dry_run: bool, only: str | None = None) -> None:
     """Prepared transactions of a two-phase member that no entry settled (rule 5)."""
-    adapter = member.factory()
     try:
-        if not adapter.two_phase:
-            return
+        adapter = member.factory()
+    except MemberUnavailable as error:
+        log.warning("Recovery cannot read the prepared transactions of member %r (%s); "
+                    "the next federation.open() tries again.", member.name, error)
+        return
+    try:
         for xid in adapter.recover(0.0):
             gid = journal.gid_of_xid(xid)
             holder = federation.members_by_id.get(journal.decider_of(gid) or "")

@@ -1,42 +1,32 @@
-"""Credentials kept out of what ``zfed`` prints.
+"""Credentials kept out of every message, repr, log record and ``zfed`` output.
 
-A zodburi URI may carry a password, in its query (``zeo://host:port?
-username=u&password=p``) or before the host (``postgres://user:pass@host/db``
-for RelStorage).  :func:`redact` replaces it with ``***``; :func:`has_secret`
-says whether there was one.
+A URI may carry a password before the host (``postgres://user:pass@host/db``
+for RelStorage, ``ldap://user:pass@host``) or in its query (``zeo://host:port?
+username=u&password=p``); a libpq connection string has ``password=...``.
+:func:`redact` replaces each with ``***`` wherever it appears in a text;
+:func:`has_secret` says whether there was one.
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-#: Query parameters whose values are secrets.
-SECRET_PARAMETERS = frozenset({"password", "passwd", "secret", "token", "credentials"})
+import re
 
 #: What a secret is replaced with.
 MASK = "***"
 
-
-def redact(uri: str) -> str:
-    """``uri`` with any password replaced by ``***``; other text is returned as it is."""
-    parts = urlsplit(uri if "://" in uri else "")
-    if not parts.scheme:
-        return uri
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        if ":" in userinfo:
-            netloc = f"{userinfo.partition(':')[0]}:{MASK}@{host}"
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if any(name.lower() in SECRET_PARAMETERS for name, _ in query):
-        query = [(name, MASK if name.lower() in SECRET_PARAMETERS else value)
-                 for name, value in query]
-        text = urlencode(query, safe="*")
-    else:
-        text = parts.query
-    return urlunsplit(parts._replace(netloc=netloc, query=text))
+_URI_PASSWORD = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*):[^/@\s]*@")
+_PASSWORD_SETTING = re.compile(
+    r"(?i)(?P<name>\b(?:password|passwd|pwd|secret|token|credentials))(?P<eq>\s*[=:]\s*)"
+    r"(?:'[^']*'|\"[^\"]*\"|[^\s&;,'\"]+)"
+)
 
 
-def has_secret(uri: str) -> bool:
-    """Whether ``uri`` carries a password that :func:`redact` would hide."""
-    return redact(uri) != uri
+def redact(text: str) -> str:
+    """``text`` with the passwords of URIs and connection settings in it replaced by ``***``."""
+    text = _URI_PASSWORD.sub(rf"\g<scheme>\g<user>:{MASK}@", text)
+    return _PASSWORD_SETTING.sub(rf"\g<name>\g<eq>{MASK}", text)
+
+
+def has_secret(text: str) -> bool:
+    """Whether ``text`` carries a password that :func:`redact` would hide."""
+    return redact(text) != text

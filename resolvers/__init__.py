@@ -32,10 +32,10 @@ _KINDS: dict[str, KeyKind] = {}
 
 def get(kind: str) -> KeyKind:
     """Return the key kind registered under the name *kind*."""
-    try:
-        return _KINDS[kind]
-    except KeyError:
-        raise UnknownKind(kind) from None
+    found = _KINDS.get(kind) if isinstance(kind, str) else None
+    if found is None:
+        raise UnknownKind(kind)
+    return found
 
 
 def register(kind: KeyKind, *, replace: bool = False) -> KeyKind:

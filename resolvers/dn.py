@@ -53,7 +53,7 @@ from functools import total_ordering
 from itertools import pairwise
 from typing import Any
 
-from federation.errors import InvalidKey
+from federation.errors import InvalidKey, shorten
 
 Value = str | bytes
 AVA = tuple[str, Value]
@@ -107,7 +107,7 @@ def _attribute_type(text: str, source: Any) -> str:
     if not text:
         raise InvalidKey(KIND, source, "an attribute type is missing")
     if _TYPE.fullmatch(text) is None:
-        reason = f"the attribute type {text!r} is neither a name nor a numeric OID"
+        reason = f"the attribute type {shorten(text)} is neither a name nor a numeric OID"
         raise InvalidKey(KIND, source, reason)
     lowered = text.lower()
     return _OID_NAMES.get(lowered, lowered)
@@ -140,7 +140,7 @@ def _rdn(avas: Iterable[tuple[str, Value]], source: Any) -> RDN:
     normal = []
     for ava in avas:
         if not isinstance(ava, tuple) or len(ava) != 2 or not isinstance(ava[0], str):
-            raise InvalidKey(KIND, source, f"{ava!r} is not a (type, value) pair")
+            raise InvalidKey(KIND, source, f"{shorten(ava)} is not a (type, value) pair")
         attribute = _attribute_type(ava[0], source)
         normal.append((attribute, _value(ava[1], attribute, source)))
     if not normal:
@@ -165,6 +165,7 @@ def _parse(text: str) -> tuple[RDN, ...]:
     rdns: list[RDN] = []
     avas: list[tuple[str, Value]] = []
     i, n = 0, len(text)
+    end = len(text.rstrip(" "))  # text[end:] is only spaces
     while True:
         start = i
         while i < n and text[i] not in "=,+":
@@ -172,7 +173,8 @@ def _parse(text: str) -> tuple[RDN, ...]:
         if i == n or text[i] != "=":
             if not text[start:i].strip(" "):
                 raise InvalidKey(KIND, text, f"an RDN or attribute is empty at position {start}")
-            raise InvalidKey(KIND, text, f"{text[start:i].strip(' ')!r} is not followed by '='")
+            raise InvalidKey(KIND, text, f"{shorten(text[start:i].strip(' '))} is not followed "
+                                         "by '='")
         attribute = _attribute_type(text[start:i].strip(" "), text)
         i += 1
         while i < n and text[i] == " ":
@@ -188,7 +190,7 @@ def _parse(text: str) -> tuple[RDN, ...]:
         if i == n:
             return tuple(rdns)
         i += 1
-        if not text[i:].strip(" "):
+        if i >= end:
             raise InvalidKey(KIND, text, f"the text ends with the separator {text[i - 1]!r}")
 
 
@@ -203,7 +205,8 @@ def _hex_value(text: str, i: int, attribute: str) -> tuple[int, Value]:
     if end < len(text) and text[end] not in ",+":
         raise InvalidKey(KIND, text, f"position {end} of the {attribute} value is not hex")
     if not digits or len(digits) % 2:
-        raise InvalidKey(KIND, text, f"the {attribute} value {text[i:end]!r} is not hex pairs")
+        raise InvalidKey(KIND, text, f"the {attribute} value {shorten(text[i:end])} is not hex "
+                                     "pairs")
     return end, _value(bytes.fromhex(digits), attribute, text)
 
 
@@ -280,13 +283,13 @@ def _decode(data: bytes) -> list[list[tuple[str, Value]]]:
         for ava in rdn.split(bytes([_AND])):
             fields = re.split(rb"([\x02\x03])", ava, maxsplit=1)
             if len(fields) != 3:
-                raise InvalidKey(KIND, data, f"the AVA {ava!r} has no type/value separator")
+                raise InvalidKey(KIND, data, f"the AVA {shorten(ava)} has no type/value separator")
             attribute, tag, value = fields[0], fields[1][0], _unescape_bytes(fields[2])
             try:
                 text = _unescape_bytes(attribute).decode("ascii")
                 avas.append((text, value.decode("utf-8") if tag == _TEXT else value))
             except UnicodeDecodeError:
-                raise InvalidKey(KIND, data, f"the AVA {ava!r} is not valid text") from None
+                raise InvalidKey(KIND, data, f"the AVA {shorten(ava)} is not valid text") from None
         rdns.append(avas)
     return rdns
 

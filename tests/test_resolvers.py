@@ -12,7 +12,7 @@ import pytest
 from ZODB.utils import oid_repr, p64
 
 from federation import resolvers
-from federation.errors import ConfigurationError, InvalidKey, UnknownKind
+from federation.errors import ConfigurationError, InvalidKey, UnknownKind, shorten
 from federation.interfaces import KeyKind
 
 with warnings.catch_warnings():
@@ -33,13 +33,13 @@ U = uuid.UUID("0123abcd-4567-89ef-0123-456789abcdef")
 
 
 def rejects(kind: Any, method: str, value: Any, reason: str = "") -> InvalidKey:
-    """Call kind.method(value), expecting an InvalidKey that names *value*."""
+    """Call kind.method(value), expecting an InvalidKey that names *value* (shortened)."""
     with pytest.raises(InvalidKey) as caught:
         getattr(kind, method)(value)
     error = caught.value
     assert isinstance(error, ValueError)
     assert error.kind == kind.name
-    assert repr(value) in str(error)
+    assert shorten(value) in str(error)
     assert reason in str(error)
     return error
 
