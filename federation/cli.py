@@ -175,6 +175,37 @@ class _Progress:
             self.bar = None
 
 
+@main.command("recover", short_help="Settle transactions a crash left half-done.")
+@click.argument("config", type=CONFIG)
+@click.option("--dry-run", is_flag=True, help="Say what would be done; change nothing.")
+@click.option("--commit", "commits", multiple=True, metavar="GID",
+              help="Settle this in-doubt transaction by finishing what is left of it.")
+@click.option("--abort", "aborts", multiple=True, metavar="GID",
+              help="Settle this in-doubt transaction by rolling back what can be.")
+def recover_command(config: Path, dry_run: bool, commits: tuple[str, ...],
+                    aborts: tuple[str, ...]) -> None:
+    """List and settle the transactions over several members that a crash left half-done.
+
+    federation.open() settles them by itself; this command shows those it
+    cannot settle without guessing (in doubt, exit status 1) and settles
+    them on your word with --commit or --abort (docs/transactions.md).
+    """
+    decisions = {gid: True for gid in commits} | {gid: False for gid in aborts}
+    with federation.open_config(config, recover=False) as fed:
+        report = fed.recover(decisions=decisions, dry_run=dry_run)
+    verb = "would be " if dry_run else ""
+    for gid in report.committed:
+        click.echo(f"{gid}: {verb}committed")
+    for gid in report.rolled_back:
+        click.echo(f"{gid}: {verb}rolled back")
+    for item in report.in_doubt:
+        click.echo(f"in doubt: {item}")
+    if not (report.committed or report.rolled_back or report.in_doubt):
+        click.echo("Nothing to recover.")
+    if report.in_doubt:
+        raise click.exceptions.Exit(1)
+
+
 @main.command("bench", short_help="Compare the federation with native ZODB.")
 @click.option("--n", "n", type=int, default=None, help="References per workload [20000].")
 @click.option("--runs", type=int, default=None, help="Alternating runs per side [5].")

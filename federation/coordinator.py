@@ -249,7 +249,7 @@ class _Plan:
             jar.vote_one_phase(txn)
             return
         if self.prepared_entry is not None:
-            self.cleanup = recovery.write_prepared(
+            recovery.write_prepared(
                 self.federation, self.journal_member, self.gid, self.prepared_entry)
             self.entry_written = True
         for index, jar in enumerate(self.participants):
@@ -279,9 +279,12 @@ class _Plan:
                               "recovery will finish it.", jar.member_name, self.gid)
                 failed = True
                 _quietly(jar.tpc_abort, txn)
-        self.federation.journal_queue.done(self.journal_member, self.gid, self.cleanup)
-        if failed:
+        queue = self.federation.journal_queue
+        queue.deleted(self.journal_member, self.cleanup)
+        if failed:  # the entry stays: recovery redoes what did not finish, then deletes it
             _quietly(recovery.resolve, self.federation, self.gid)
+        else:
+            queue.done(self.journal_member, self.gid)
 
     def aborted(self) -> None:
         """After ``tpc_abort``: settle the prepared entry, if it was written.

@@ -92,6 +92,15 @@ class Federation:
             self.close()
             raise InDoubtTransactions(self.recovery.in_doubt)
 
+    def recover(self, *, decisions: Mapping[str, bool] | None = None,
+                dry_run: bool = False) -> recovery.RecoveryReport:
+        """Settle transactions a crash left half-done; see :func:`federation.recovery.recover`.
+
+        ``decisions`` maps the global ids of transactions in doubt to an
+        operator's outcome (True: finish them, False: roll back what can be).
+        """
+        return recovery.recover(self, decisions=decisions, dry_run=dry_run)
+
     def journal_member(self) -> ZodbMember | None:
         """The member that keeps the commit journal when no participant can.
 

@@ -110,14 +110,17 @@ class JournalQueue:
         with self._lock:
             return sorted(self._done.get(member, ()))
 
-    def done(self, member: str | None, gid: str, deleted: list[str]) -> None:
-        """``gid`` finished; the entries ``deleted`` were deleted by its journal write."""
-        if member is None:
-            return
-        with self._lock:
-            entries = self._done.setdefault(member, set())
-            entries.difference_update(deleted)
-            entries.add(gid)
+    def done(self, member: str | None, gid: str) -> None:
+        """The transaction ``gid`` finished everywhere: its entry may go."""
+        if member is not None:
+            with self._lock:
+                self._done.setdefault(member, set()).add(gid)
+
+    def deleted(self, member: str | None, gids: list[str]) -> None:
+        """A committed journal write deleted these entries of ``member``."""
+        if member is not None:
+            with self._lock:
+                self._done.get(member, set()).difference_update(gids)
 
     def take(self) -> dict[str, list[str]]:
         """Every pending entry, now the caller's to delete."""
@@ -175,12 +178,10 @@ def _write(member: Any, change: Any) -> Any:
     return None
 
 
-def write_prepared(federation: Federation, member: str | None, gid: str,
-                   data: bytes) -> list[str]:
+def write_prepared(federation: Federation, member: str | None, gid: str, data: bytes) -> None:
     """Write the ``prepared`` entry of ``gid`` in ``member`` before any lock is taken.
 
-    The finished entries queued for that member are deleted by the same
-    write; they are returned.
+    The finished entries queued for that member are deleted by the same write.
     """
     assert member is not None
     deleted = federation.journal_queue.pending(member)
@@ -191,7 +192,7 @@ def write_prepared(federation: Federation, member: str | None, gid: str,
         tree[gid] = journal.JournalEntry(data)
 
     _write(federation.member(member), change)
-    return deleted
+    federation.journal_queue.deleted(member, deleted)
 
 
 def forget(federation: Federation, member: str | None, gid: str) -> None:
