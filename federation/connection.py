@@ -65,7 +65,7 @@ from federation.journal import JournalEntry
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from federation.manager import Manager
+    from federation.interfaces import JarManager
 
 #: Storage errors that mean "the member went away", not "the data is bad".
 UNREACHABLE_ERRORS = (ClientDisconnected, ConnectionError, TimeoutError)
@@ -207,7 +207,7 @@ class FederatedWriter(ObjectWriter):
 class FederatedConnection(Connection):
     """A ZODB connection that takes part in a federation (see the module docstring)."""
 
-    _zfed_manager: Manager | None = None
+    _zfed_manager: JarManager | None = None
     _zfed_storing: Any = None  # the transaction whose objects are being stored
     _zfed_placeholders = False  # objects in the cache hold Unreachable placeholders
 
@@ -294,7 +294,7 @@ class FederatedConnection(Connection):
     def _place_new(self, obj: Persistent) -> FederatedConnection | None:
         """Add a new object to the member its class's placement rule names, if any."""
         manager = self._zfed_manager
-        member = manager._placement_for(type(obj)) if manager is not None else None
+        member = manager.placement_for(type(obj)) if manager is not None else None
         if member is None or member == self._zfed_member.name:
             return None
         manager.add(obj, member)
@@ -317,6 +317,24 @@ class FederatedConnection(Connection):
         klass = type(obj)
         entry = (member.member_id, member.name, member.kind, key, klass.__module__, klass.__name__)
         return target_key(member.member_id, member.kind, key), entry
+
+    def key_of_object(self, obj: Persistent) -> Any:
+        """The key other members name ``obj`` by: its UUID in a ``uuid`` member, else its oid."""
+        if self._zfed_member.kind == "uuid":
+            return _uuid.UUID(bytes=self._ensure_uuid(obj, on_store=False))
+        return u64(obj._p_oid)
+
+    def object_for_key(self, key: Any) -> Any:
+        """The object with ``key`` of this member's kind, or None (``POSKeyError`` if gone)."""
+        if self._zfed_member.kind == "uuid":
+            return self.object_of_uuid(key)
+        return self.get(p64(key))
+
+    def delete(self, obj: Persistent) -> None:
+        raise FederationError(
+            f"{obj!r} is an object of ZODB member {self._zfed_member.name!r}: remove the "
+            "references to it instead, and pack."
+        )
 
     def stable_id(self, obj: Persistent) -> None:
         """ZODB objects keep their key for good: no stable id to record in stubs."""
@@ -511,7 +529,7 @@ class FederatedConnection(Connection):
     def lock_key(self) -> str:
         return f"zodb:{self._normal_storage.sortKey()}"
 
-    def attach(self, manager: Manager | None) -> None:
+    def attach(self, manager: JarManager | None) -> None:
         """Serve ``manager`` (or, with None, no manager: a plain ZODB connection).
 
         Objects read without a manager hold placeholders for their references
@@ -710,7 +728,7 @@ class FederatedConnection(Connection):
                         decode_entry(data)[1],
                         cause=FederationError("the connection is not in a federation"),
                     )
-                resolved = manager._resolve_stub_data(data)
+                resolved = manager.resolve_stub_data(data)
             except (MemberUnavailable, DanglingStub) as error:
                 return Unreachable(stub_oid, error)
             self._zfed_resolved[stub_oid] = resolved
@@ -744,6 +762,8 @@ class FederatedConnection(Connection):
         rewrite pending.  Read-only members and members with no such stub
         are left alone.
         """
+        if self._catalog() is None:
+            return
         stub_oid = self.index_get("stubs_by_target", old)
         if stub_oid is None or self._zfed_member.read_only:
             return

@@ -181,7 +181,7 @@ class Federation:
             for jar in jars.values():
                 if jar.opened is not None:
                     jar.close(primary=False)
-            self._release(jars)  # closed, and kept for the next open, as a manager leaves them
+            self.release(jars)  # closed, and kept for the next open, as a manager leaves them
             raise
         return Manager(self, tm, jars)
 
@@ -202,7 +202,7 @@ class Federation:
         """Read every member and report inconsistencies. See :func:`federation.check.check`."""
         return checking.check(self, exclude=exclude, repair=repair, progress=progress)
 
-    def _release(self, jars: dict[str, FederatedConnection]) -> None:
+    def release(self, jars: dict[str, FederatedConnection]) -> None:
         # Member connections are kept together: their caches refer to each other.
         self._idle.append(jars)
 

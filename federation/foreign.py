@@ -53,7 +53,7 @@ from federation.ref import Ref
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from federation.manager import Manager
+    from federation.interfaces import JarManager
 
 #: How many stub index entries per wanted record a prefetch reads at most.
 _HINT_SCAN = 64
@@ -105,7 +105,7 @@ class ForeignMember:
 class ForeignJar:
     """The jar of a foreign member's objects (see the module docstring)."""
 
-    _zfed_manager: Manager | None = None
+    _zfed_manager: JarManager | None = None
 
     def __init__(self, member: ForeignMember, adapter: Adapter, cache_size: int = 10000) -> None:
         self._zfed_member = member
@@ -138,7 +138,7 @@ class ForeignJar:
 
     # -- life cycle ---------------------------------------------------------
 
-    def attach(self, manager: Manager | None) -> None:
+    def attach(self, manager: JarManager | None) -> None:
         """Serve ``manager`` (None: no manager; the jar cannot change records then)."""
         self._zfed_manager = manager
         self._zfed_resolved = {}
@@ -171,6 +171,21 @@ class ForeignJar:
     def key_of(self, oid: bytes) -> Any:
         """The key of the object with ``oid``."""
         return self._kind.decode(oid)
+
+    def key_of_object(self, obj: Any) -> Any:
+        """The key other members name ``obj`` by: its record's key."""
+        return self._kind.decode(obj._p_oid)
+
+    def object_for_key(self, key: Any) -> Any:
+        """The object of the record with ``key``, loaded (``ObjectMissing`` if there is none)."""
+        return self.get(self._kind.encode(key))
+
+    def index_get(self, index: str, key: bytes) -> None:
+        """Foreign members keep no index (references are Ref text in their records)."""
+        return None
+
+    def retarget_stub(self, old: bytes, new: bytes, new_key: bytes) -> None:
+        """Foreign members keep no stubs: nothing to rewrite."""
 
     def oid_for(self, kind: str, key: bytes) -> bytes:
         """The oid of the object an encoded key of ``kind`` names."""
@@ -324,7 +339,7 @@ class ForeignJar:
         for oid in missing:
             stable_id = self.adapter.stable_id(self._kind.decode(oid))
             if stable_id is None and manager is not None:
-                stable_id = manager._stable_id_of_target(member, oid)
+                stable_id = manager.stable_id_of_target(member, oid)
             if stable_id is not None:
                 old_of[stable_id] = oid
         if not old_of:
@@ -338,7 +353,7 @@ class ForeignJar:
             self._renamed[old] = new
             self._prefetched[new] = state
             if manager is not None:
-                manager._retarget_stubs(member, old, new)
+                manager.retarget_stubs(member, old, new)
 
     def _move(self, old: bytes, new: bytes) -> None:
         """Keep the object of the record renamed from key ``old`` under key ``new``."""

@@ -291,3 +291,63 @@ class ReferenceHolder(Protocol):
     """
 
     def references(self) -> Iterator[tuple[Any, str]]: ...
+
+
+class FederationView(Protocol):
+    """What managers, the commit coordinator and recovery use of a federation.
+
+    :class:`federation.Federation` provides it; the lower layers name this
+    contract rather than the class, so that dependencies point one way.
+    """
+
+    members: dict[str, Any]
+    members_by_id: dict[str, Any]
+    placement_targets: frozenset[str]
+    journal_queue: Any
+
+    def member(self, name: str) -> Any: ...
+
+    def journal_member(self) -> Any: ...
+
+    def placement_for(self, cls: type) -> str | None: ...
+
+    def release(self, jars: dict[str, Any]) -> None: ...
+
+
+class JarManager(Protocol):
+    """What member jars and split objects use of their manager (:class:`federation.Manager`).
+
+    - ``coordinator`` is the commit coordinator jars join when they change;
+    - ``placement_for``, ``add``, ``ref``, ``get`` and ``jar`` are the
+      manager's public calls (see its docstrings);
+    - ``resolve_stub_data(data)`` and ``resolve_entry(*entry)`` turn a stub
+      entry into ``(jar, oid, class)`` of its target;
+    - ``stable_id_of_target`` and ``retarget_stubs`` let a foreign jar follow
+      a renamed record and rewrite the stubs that name it.
+    """
+
+    federation: FederationView
+    coordinator: Any
+    transaction_manager: Any
+
+    def placement_for(self, cls: type) -> str | None: ...
+
+    def add(self, obj: Any, member: str) -> None: ...
+
+    def ref(self, obj: Any) -> Any: ...
+
+    def get(self, ref: Any) -> Any: ...
+
+    def jar(self, member: str) -> Any: ...
+
+    @property
+    def jars(self) -> dict[str, Any]: ...
+
+    def resolve_stub_data(self, data: bytes) -> tuple[Any, bytes, type | None]: ...
+
+    def resolve_entry(self, member_id: str, member_name: str, kind: str, key: bytes,
+                      module: str, name: str) -> tuple[Any, bytes, type | None]: ...
+
+    def stable_id_of_target(self, member: Any, oid: bytes) -> str | None: ...
+
+    def retarget_stubs(self, member: Any, old: bytes, new: bytes) -> None: ...

@@ -28,7 +28,7 @@ from federation.records import is_stub, record_class, record_uuid, stub_data
 
 if TYPE_CHECKING:
     from federation.connection import FederatedConnection
-    from federation.manager import Manager
+    from federation.interfaces import JarManager
 
 @dataclass
 class ReindexReport:
@@ -91,7 +91,7 @@ def _is_stub(storage: Any, oid: bytes) -> bool:
     return record is not None and is_stub(record)
 
 
-def reindex(manager: Manager, member: str, hook: Callable[[str], None] | None = None,
+def reindex(manager: JarManager, member: str, hook: Callable[[str], None] | None = None,
             progress: Callable[[str, int, int | None], None] | None = None) -> ReindexReport:
     """Bring ``member``'s stub, stable-id and uuid indexes in line with its records.
 
@@ -140,11 +140,11 @@ def _index(catalog: Any, name: str) -> Any:
     return tree
 
 
-def _named_by_others(manager: Manager, member: str) -> list[bytes]:
+def _named_by_others(manager: JarManager, member: str) -> list[bytes]:
     """Oids of ``member`` that other members' stub indexes name (integer keys)."""
     member_id = manager.federation.member(member).member_id
     found = []
-    for name, jar in manager._jars.items():
+    for name, jar in manager.jars.items():
         if name == member:
             continue
         for _stub_oid, entry in jar.stub_entries():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid as _uuid
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import transaction as _transaction
@@ -12,7 +11,6 @@ from ZODB.utils import u64
 
 from federation import maintenance, resolvers, split
 from federation.catalog import decode_entry, target_key
-from federation.connection import FederatedConnection
 from federation.coordinator import Coordinator
 from federation.errors import (
     AmbiguousPlacement,
@@ -25,7 +23,7 @@ from federation.errors import (
 from federation.ref import Ref
 
 if TYPE_CHECKING:
-    from federation.federation import Federation
+    from federation.interfaces import FederationView, Participant
     from federation.maintenance import ReindexReport
 
 
@@ -58,8 +56,8 @@ class Manager:
        nothing is written.
     """
 
-    def __init__(self, federation: Federation, transaction_manager: Any,
-                 jars: dict[str, FederatedConnection]) -> None:
+    def __init__(self, federation: FederationView, transaction_manager: Any,
+                 jars: dict[str, Participant]) -> None:
         self.federation = federation
         self.transaction_manager = transaction_manager
         self._jars = jars
@@ -72,7 +70,7 @@ class Manager:
 
     # -- members ----------------------------------------------------------
 
-    def _jar(self, member: str) -> FederatedConnection:
+    def _jar(self, member: str) -> Participant:
         jar = self._jars.get(member)
         if jar is not None:
             return jar
@@ -80,9 +78,14 @@ class Manager:
             raise FederationError("This federation manager is closed.")
         raise MemberUnavailable(member, cause=self.federation.member(member).error)
 
-    def jar(self, member: str) -> FederatedConnection:
+    def jar(self, member: str) -> Participant:
         """The ZODB connection of ``member``."""
         return self._jar(member)
+
+    @property
+    def jars(self) -> dict[str, Any]:
+        """The jar of every available member, by member name."""
+        return dict(self._jars)
 
     def root(self, member: str) -> Any:
         """The root mapping of ``member``."""
@@ -104,10 +107,10 @@ class Manager:
         member = getattr(jar, "_zfed_member", None)
         return member.name if member is not None else repr(jar)
 
-    def _owned_jar(self, obj: Any) -> FederatedConnection:
+    def _owned_jar(self, obj: Any) -> Participant:
         jar = getattr(obj, "_p_jar", None)
         if jar is None and isinstance(obj, Persistent):
-            member = self._placement_for(type(obj))
+            member = self.placement_for(type(obj))
             if member is None:
                 raise AmbiguousPlacement(
                     f"{obj!r} is a new object of no member yet; add it with "
@@ -124,14 +127,8 @@ class Manager:
     def ref(self, obj: Persistent) -> Ref:
         """The :class:`Ref` naming ``obj`` by its member's key kind."""
         jar = self._owned_jar(obj)
-        member = jar._zfed_member
-        if not isinstance(jar, FederatedConnection):
-            key: Any = jar.key_of(obj._p_oid)
-        elif member.kind == "uuid":
-            key = _uuid.UUID(bytes=jar._ensure_uuid(obj, on_store=False))
-        else:
-            key = u64(obj._p_oid)
-        return Ref(member.name, member.kind, key)
+        member = jar.member
+        return Ref(member.name, member.kind, jar.key_of_object(obj))
 
     def delete(self, obj: Persistent) -> None:
         """Delete the record of ``obj``, an object of a foreign member, on commit.
@@ -139,13 +136,7 @@ class Manager:
         ZODB objects are not deleted explicitly: remove the references to
         them and pack.
         """
-        jar = self._owned_jar(obj)
-        if isinstance(jar, FederatedConnection):
-            raise FederationError(
-                f"{obj!r} is an object of ZODB member {jar._zfed_member.name!r}: remove the "
-                "references to it instead, and pack."
-            )
-        jar.delete(obj)
+        self._owned_jar(obj).delete(obj)
 
     def get(self, ref: Ref | str) -> Any:
         """The object ``ref`` names (a ghost until touched); ``KeyNotFound`` if none.
@@ -161,18 +152,16 @@ class Manager:
     def _get(self, name: str, kind: str, key: Any) -> Any:
         """:meth:`get` for a member name, a key kind and a canonical key of that kind."""
         jar = self._jars.get(name) or self._jar(name)
-        member = jar._zfed_member
+        member = jar.member
         if kind == member.kind:
-            if kind == "uuid" and isinstance(jar, FederatedConnection):
-                try:
-                    obj = jar.object_of_uuid(key)
-                except POSKeyError as error:
-                    raise KeyNotFound(name, kind, key) from error
-                if obj is None:
-                    raise KeyNotFound(name, kind, key)
-                return obj
-            oid = jar.oid_for(kind, resolvers.get(kind).encode(key))
-        elif kind in member.lookup_kinds:
+            try:
+                obj = jar.object_for_key(key)
+            except POSKeyError as error:
+                raise KeyNotFound(name, kind, key) from error
+            if obj is None:
+                raise KeyNotFound(name, kind, key)
+            return obj
+        if kind in member.lookup_kinds:
             oid = jar.resolve(kind, key)  # a search: a uid names a directory entry
         else:
             raise InvalidKey(kind, str(Ref(name, kind, key)),
@@ -281,22 +270,21 @@ class Manager:
 
     # -- used by the member connections ------------------------------------
 
-    def _placement_for(self, cls: type) -> str | None:
+    def placement_for(self, cls: type) -> str | None:
+        """The member a placement rule sends new ``cls`` objects to, or None."""
         return self.federation.placement_for(cls)
 
-    def _stable_id_of_target(self, member: Any, oid: bytes) -> str | None:
+    def stable_id_of_target(self, member: Any, oid: bytes) -> str | None:
         """The stable id that a stub of any ZODB member recorded for ``member``'s ``oid``."""
         tkey = target_key(member.member_id, member.kind, oid)
         for jar in self._jars.values():
-            if not isinstance(jar, FederatedConnection):
-                continue
             stub_oid = jar.index_get("stubs_by_target", tkey)
             stable_id = jar.index_get("stable_ids", stub_oid) if stub_oid is not None else None
             if stable_id is not None:
                 return stable_id
         return None
 
-    def _retarget_stubs(self, member: Any, old: bytes, new: bytes) -> None:
+    def retarget_stubs(self, member: Any, old: bytes, new: bytes) -> None:
         """Rewrite, in every writable ZODB member, the stub naming ``old`` to name ``new``.
 
         Called when a foreign record was found under a new key.  The rewrite
@@ -306,10 +294,9 @@ class Manager:
         old_target = target_key(member.member_id, member.kind, old)
         new_target = target_key(member.member_id, member.kind, new)
         for jar in self._jars.values():
-            if isinstance(jar, FederatedConnection) and jar._catalog() is not None:
-                jar.retarget_stub(old_target, new_target, new)
+            jar.retarget_stub(old_target, new_target, new)
 
-    def _resolve_stub_data(self, data: bytes) -> tuple[Any, bytes, type | None]:
+    def resolve_stub_data(self, data: bytes) -> tuple[Any, bytes, type | None]:
         """The connection, oid and class of the target an encoded stub entry names.
 
         Stubs of one target member and class share everything but the key: that
@@ -325,7 +312,7 @@ class Manager:
         jar, kind, klass = target
         return jar, self._oid_in(jar, kind, key), klass
 
-    def _resolve_entry(self, member_id: str, member_name: str, kind: str, key: bytes,
+    def resolve_entry(self, member_id: str, member_name: str, kind: str, key: bytes,
                        module: str, name: str) -> tuple[Any, bytes, type | None]:
         """The connection, oid and class of the target a stub entry names."""
         jar, klass = self._resolve_target(member_id, member_name, kind, key, module, name)
@@ -337,7 +324,7 @@ class Manager:
         oid = jar.oid_for(kind, key)
         if oid is None:
             raise DanglingStub(
-                f"Member {jar._zfed_member.name!r} has no object with {kind} key "
+                f"Member {jar.member_name!r} has no object with {kind} key "
                 f"{resolvers.get(kind).decode(key)!s}."
             )
         return oid
@@ -376,7 +363,7 @@ class Manager:
         """Close every member connection; the manager cannot be used afterwards."""
         if self._closed:
             return
-        joined = [name for name, jar in self._jars.items() if not jar._needs_to_join]
+        joined = [jar.member_name for jar in self.coordinator.joined]
         if joined:
             raise FederationError(
                 f"Cannot close the manager: members {', '.join(sorted(joined))} have changes "
@@ -387,7 +374,7 @@ class Manager:
         for jar in jars.values():
             jar.attach(None)
             jar.close(primary=False)
-        self.federation._release(jars)
+        self.federation.release(jars)
 
     def __enter__(self) -> Manager:
         return self

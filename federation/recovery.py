@@ -50,7 +50,7 @@ from federation.errors import MemberUnavailable
 from federation.interfaces import OutcomeRecording
 
 if TYPE_CHECKING:
-    from federation.federation import Federation
+    from federation.interfaces import FederationView
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def _write(member: Any, change: Any) -> Any:
     return None
 
 
-def write_prepared(federation: Federation, member: str | None, gid: str, data: bytes) -> None:
+def write_prepared(federation: FederationView, member: str | None, gid: str, data: bytes) -> None:
     """Write the ``prepared`` entry of ``gid`` in ``member`` before any lock is taken.
 
     The finished entries queued for that member are deleted by the same write.
@@ -195,13 +195,13 @@ def write_prepared(federation: Federation, member: str | None, gid: str, data: b
     federation.journal_queue.deleted(member, deleted)
 
 
-def forget(federation: Federation, member: str | None, gid: str) -> None:
+def forget(federation: FederationView, member: str | None, gid: str) -> None:
     """Delete the entry of ``gid`` from ``member``'s journal (its transaction was aborted)."""
     assert member is not None
     _write(federation.member(member), lambda tree: tree.pop(gid, None))
 
 
-def delete_finished(federation: Federation) -> None:
+def delete_finished(federation: FederationView) -> None:
     """Delete the entries of finished transactions (on close)."""
     for name, gids in federation.journal_queue.take().items():
         member = federation.members.get(name)
@@ -217,13 +217,13 @@ def delete_finished(federation: Federation) -> None:
 # -- recovery -------------------------------------------------------------------
 
 
-def _journal_members(federation: Federation) -> list[Any]:
+def _journal_members(federation: FederationView) -> list[Any]:
     return [member for member in federation.members.values()
             if member.db is not None and not member.read_only
             and not member.db.storage.isReadOnly()]
 
 
-def recover(federation: Federation, *, decisions: Mapping[str, bool] | None = None,
+def recover(federation: FederationView, *, decisions: Mapping[str, bool] | None = None,
             dry_run: bool = False) -> RecoveryReport:
     """Bring every member to the decided outcome (see the module docstring).
 
@@ -242,13 +242,13 @@ def recover(federation: Federation, *, decisions: Mapping[str, bool] | None = No
     return report
 
 
-def _two_phase_members(federation: Federation) -> list[Any]:
+def _two_phase_members(federation: FederationView) -> list[Any]:
     return [member for member in federation.members.values()
             if member.db is None and getattr(member, "two_phase", False)
             and not member.read_only]
 
 
-def resolve(federation: Federation, gid: str) -> RecoveryReport:
+def resolve(federation: FederationView, gid: str) -> RecoveryReport:
     """Settle one transaction now (after a failure in this process)."""
     report = RecoveryReport()
     holder = federation.members_by_id.get(journal.decider_of(gid) or "")
@@ -262,7 +262,7 @@ def resolve(federation: Federation, gid: str) -> RecoveryReport:
     return report
 
 
-def _settle(federation: Federation, holder: Any, gid: str, entry: dict[str, Any],
+def _settle(federation: FederationView, holder: Any, gid: str, entry: dict[str, Any],
             report: RecoveryReport, decisions: Mapping[str, bool], dry_run: bool,
             level: int = logging.WARNING) -> None:
     state = entry["state"]
@@ -300,7 +300,7 @@ def _settle(federation: Federation, holder: Any, gid: str, entry: dict[str, Any]
             "committed" if outcome else "rolled back", gid, ", ".join(members))
 
 
-def _last_resource(federation: Federation, gid: str, last: dict[str, str] | None,
+def _last_resource(federation: FederationView, gid: str, last: dict[str, str] | None,
                    dry_run: bool) -> bool | None:
     """Whether the last resource committed ``gid``; fenced to "no" if it did not say."""
     if last is None:
@@ -320,7 +320,7 @@ def _last_resource(federation: Federation, gid: str, last: dict[str, str] | None
         adapter.close()
 
 
-def _drive(federation: Federation, gid: str, branch: dict[str, Any], outcome: bool,
+def _drive(federation: FederationView, gid: str, branch: dict[str, Any], outcome: bool,
            force: bool) -> None:
     member = federation.members_by_id.get(branch["member_id"])
     if member is None or not member.available:
@@ -373,7 +373,7 @@ def _current_serial(storage: Any, oid: bytes) -> bytes:
         return z64
 
 
-def _orphans(federation: Federation, member: Any, seen: set[str], report: RecoveryReport,
+def _orphans(federation: FederationView, member: Any, seen: set[str], report: RecoveryReport,
              decisions: Mapping[str, bool], dry_run: bool, only: str | None = None) -> None:
     """Prepared transactions of a two-phase member that no entry settled (rule 5)."""
     try:

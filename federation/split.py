@@ -55,7 +55,7 @@ from federation.errors import ConfigurationError, FederationError, KeyNotFound, 
 from federation.ref import Ref
 
 if TYPE_CHECKING:
-    from federation.manager import Manager
+    from federation.interfaces import JarManager
 
 #: The attribute of a secondary record naming its primary object (a stub entry tuple).
 ENTRY = "_split_entry"
@@ -120,7 +120,7 @@ class SplitObject(Persistent):
             jar.index_later("unique", unique_key(type(self), name, value), self._p_oid)
 
 
-def _manager(obj: SplitObject) -> Manager:
+def _manager(obj: SplitObject) -> JarManager:
     jar = obj._p_jar
     manager = getattr(jar, "_zfed_manager", None) if jar is not None else obj._v_manager
     if manager is None:
@@ -133,7 +133,7 @@ def _manager(obj: SplitObject) -> Manager:
 def _primary(obj: SplitObject) -> Persistent:
     primary = obj.__dict__.get("_v_primary")
     if primary is None:
-        jar, oid, klass = _manager(obj)._resolve_entry(*obj.__dict__[ENTRY])
+        jar, oid, klass = _manager(obj).resolve_entry(*obj.__dict__[ENTRY])
         primary = obj._v_primary = jar.ghost(oid, klass)
     return primary
 
@@ -149,7 +149,7 @@ def unique_key(cls: type, attribute: str, value: Any) -> bytes:
     return text.encode()
 
 
-def adopt(manager: Manager, obj: SplitObject) -> None:
+def adopt(manager: JarManager, obj: SplitObject) -> None:
     """Index the secondary record just made for ``obj`` (called by ``Manager.add``)."""
     cls = type(obj)
     spec = cls.__split__
@@ -165,7 +165,7 @@ def adopt(manager: Manager, obj: SplitObject) -> None:
 class SplitResolver:
     """Finds split objects for one manager (see the module docstring)."""
 
-    def __init__(self, manager: Manager) -> None:
+    def __init__(self, manager: JarManager) -> None:
         self._manager = manager
         self._handed_out: dict[bytes, SplitObject] = {}
         self._transaction: Any = None
