@@ -25,6 +25,7 @@ from ZODB.FileStorage import FileStorage
 from federation.benchmark_data import (
     Ours,
     Referrer,
+    Target,
     batches,
     build_foreign,
     build_holders,
@@ -48,6 +49,9 @@ TARGETS = {
     "key_lookup_uuid_warm": 1.00,
     "key_lookup_uuid_lookup": 1.00,
     "scale": 1.50,
+    "commit_one_member": 1.30,
+    "commit_two_members": 2.00,
+    "commit_three_members": 2.00,
 }
 
 TITLES = {
@@ -61,6 +65,9 @@ TITLES = {
     "key_lookup_uuid_lookup": "key lookup uuid, cold: conn.lookup(UUID)",
     "key_lookup_uid": "key lookup uid",
     "foreign_round_trips": "round trips for foreign loads",
+    "commit_one_member": "commit touching 1 member (per commit)",
+    "commit_two_members": "commit touching 2 members, journaled (per commit)",
+    "commit_three_members": "commit touching 3 members, journaled (per commit)",
 }
 
 NOT_AVAILABLE = {
@@ -409,6 +416,56 @@ def _follow(items: list[Any], shape: str) -> None:
             _ = target.title
 
 
+# -- workload 7: commits over several members ------------------------------------------
+
+#: Objects changed per member in each commit of :func:`members`.
+PER_MEMBER = 10
+
+
+def members(base: Path, cfg: Settings) -> dict[str, dict[str, Any]]:
+    """Commits that change objects in one, two and three members.
+
+    Ours journals the commits over several members (:mod:`federation.coordinator`):
+    the decider member's branch also keeps the redo records of the others,
+    and each other member stores a marker.  The baseline is a ZODB
+    multi-database committing the same objects, with no journal.
+    """
+    commits = max(cfg.n // 40, 50)
+    names = ("m1", "m2", "m3")
+    paths = {side: {m: base / "members" / side / f"{m}.fs" for m in names}
+             for side in ("ours", "baseline")}
+    for side, files in paths.items():
+        files["m1"].parent.mkdir(parents=True, exist_ok=True)
+        with open_store(side, files, cfg.cache_size) as store:
+            for name in names:
+                store.root(name)["items"] = [Target(f"{name}-{i}") for i in range(PER_MEMBER)]
+            store.tm.commit()
+
+    def run(side: str, number: int) -> dict[str, Measured]:
+        with open_store(side, paths[side], cfg.cache_size) as store:
+            items = {name: store.root(name)["items"] for name in names}
+            for objects in items.values():
+                for obj in objects:
+                    obj._p_activate()  # loaded before the clock starts
+            measured = {}
+            for count, label in ((1, "one"), (2, "two"), (3, "three")):
+                touched = names[:count]
+
+                def work(touched: tuple[str, ...] = touched) -> None:
+                    for c in range(commits):
+                        for name in touched:
+                            for obj in items[name]:
+                                obj.title = f"{number}-{c}"
+                        store.tm.commit()
+
+                measured[f"commit_{label}_member{'s' if count > 1 else ''}"] = Measured(
+                    _timed(work), 0)
+            return measured
+
+    return {name: _comparison(name, commits, sides, "ZODB multi-database")
+            for name, sides in _alternate(cfg.runs, run).items()}
+
+
 #: The workloads, in order; ``commit`` uses the files ``traversal`` builds.
 WORKLOADS = {"traversal": traversal, "commit": commit, "keys": key_lookup, "scale": scale,
-             "foreign": foreign}
+             "foreign": foreign, "members": members}

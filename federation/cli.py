@@ -215,7 +215,7 @@ def recover_command(config: Path, dry_run: bool, commits: tuple[str, ...],
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Also write the results as JSON to this file.")
 @click.option("--only", multiple=True,
-              type=click.Choice(["traversal", "commit", "keys", "scale", "foreign"]),
+              type=click.Choice(["traversal", "commit", "keys", "scale", "foreign", "members"]),
               help="Run only this workload (repeatable).")
 def bench_command(n: int | None, runs: int | None, quick: bool, full: bool, check: bool,
                   json_path: Path | None, only: tuple[str, ...]) -> None:
