@@ -14,6 +14,7 @@ from federation.cli import main
 COMPARED = [
     "cold_traversal", "warm_traversal", "commit_new_stubs", "commit_new_stubs_random",
     "commit_stub_reused", "key_lookup_uuid", "key_lookup_uuid_warm", "key_lookup_uuid_lookup",
+    "commit_one_member", "commit_two_members", "commit_three_members",
 ]
 
 
