@@ -340,11 +340,8 @@ def _drive(federation: FederationView, gid: str, branch: dict[str, Any], outcome
 def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> None:
     """Apply a ZODB branch whose marker is missing, against the serials it read."""
     storage = member.db.storage
-    try:
-        if journal.is_marker_of(storage.load(branch["marker"])[0], gid):
-            return  # applied
-    except POSKeyError:
-        pass
+    if _applied(storage, gid, branch["marker"]):
+        return
     meta = TransactionMetaData("", f"zodb-federation: recovery of {gid}")
     storage.tpc_begin(meta)
     try:
@@ -355,6 +352,8 @@ def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> None:
         storage.tpc_vote(meta)
     except ConflictError as error:
         storage.tpc_abort(meta)
+        if _applied(storage, gid, branch["marker"], sync=True):
+            return  # its coordinator, or another process's recovery, finished it meanwhile
         oid = getattr(error, "oid", None)
         objects = [f"oid {u64(oid)}"] if oid else []
         raise _Unsettled(member.name, "another writer changed the same objects and conflict "
@@ -364,6 +363,16 @@ def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> None:
         raise
     storage.tpc_finish(meta)
     member.db.cacheMinimize()
+
+
+def _applied(storage: Any, gid: str, marker: bytes, *, sync: bool = False) -> bool:
+    """Whether the branch whose marker is at ``marker`` was applied (see the journal format)."""
+    if sync and hasattr(storage, "sync"):
+        storage.sync()  # a ZEO client: see the other clients' commits first
+    try:
+        return journal.is_marker_of(storage.load(marker)[0], gid)
+    except POSKeyError:
+        return False
 
 
 def _current_serial(storage: Any, oid: bytes) -> bytes:
