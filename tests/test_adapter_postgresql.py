@@ -135,3 +135,31 @@ def test_server_connection_gone_is_member_unavailable(postgresql_server, person_
         with pytest.raises(federation.MemberUnavailable, match="'people'"):
             conn.get("people:integer:1")
         transaction.abort()
+
+
+def test_failed_commit_leaves_no_session_in_a_transaction(postgresql_server, person_table,
+                                                          tmp_path):
+    """A commit that fails (a duplicate key) rolls PostgreSQL back: no session holds locks."""
+    dsn = postgresql_server.dsn
+    seed = _seeder(dsn, person_table)
+    seed(1, {"name": "Ada"})
+    seed(2, {"name": "Bob"})
+    members = {"main": (tmp_path / "main.fs").as_uri(),
+               "people": sql.postgresql("people", dsn, person_table)}
+    with federation.open(members) as fed, fed.open() as conn:
+        conn.get("people:integer:1").name = "Ada Lovelace"  # a row lock, then a failure
+        jar = conn.jar("people")
+        jar.adapter.new_key = lambda state: 2  # the key of an existing row
+        conn.add(Person("Copy"), "people")
+        conn.root("main")["x"] = Item("x")
+        with pytest.raises(federation.FederationError, match="'people'"):
+            transaction.commit()
+        transaction.abort()
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            stuck = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"
+            ).fetchone()[0]
+            assert stuck == 0
+            admin.execute("SET lock_timeout = '2s'")
+            admin.execute(f"UPDATE {person_table.name} SET name = 'Free' WHERE id = 1")
+        assert "x" not in conn.root("main")
