@@ -101,6 +101,10 @@ class Federation:
         """
         return recovery.recover(self, decisions=decisions, dry_run=dry_run)
 
+    def journal_status(self) -> dict[str, Any]:
+        """The commit journal at a glance; see :func:`federation.recovery.status`."""
+        return recovery.status(self)
+
     def journal_member(self) -> ZodbMember | None:
         """The member that keeps the commit journal when no participant can.
 

@@ -10,9 +10,8 @@
 ``objects`` is the number of records the storage holds (``len(storage)``),
 ``size`` its size in bytes (``getSize()``), ``stubs`` the stub records the
 member keeps; each is ``None`` where the member cannot tell (a foreign
-member, an unavailable one).  A federation that keeps a commit journal
-reports it under ``"journal"``: :func:`describe` adds whatever
-``Federation.journal_status()`` returns, when the federation has one.
+member, an unavailable one).  The commit journal is reported under
+``"journal"``: what ``Federation.journal_status()`` returns.
 """
 
 from __future__ import annotations
@@ -122,11 +121,14 @@ def render(facts: dict[str, Any]) -> list[str]:
                      f"{_count(member['size'], 'byte')}")
     journal = facts.get("journal")
     if journal is not None:
-        lines.append(f"journal: {journal}")
+        lines.append(f"journal: kept in {', '.join(journal['members']) or 'no member'}; "
+                     f"{_count(journal['pending'], 'pending entry', 'pending entries')}, "
+                     f"{_count(journal['tombstones'], 'tombstone')}")
     return lines
 
 
-def _count(value: int | None, noun: str) -> str:
+def _count(value: int | None, noun: str, plural: str | None = None) -> str:
+    plural = plural or f"{noun}s"
     if value is None:
-        return f"{noun}s unknown"
-    return f"{value} {noun}" + ("" if value == 1 else "s")
+        return f"{plural} unknown"
+    return f"{value} {noun if value == 1 else plural}"

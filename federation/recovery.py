@@ -214,6 +214,24 @@ def delete_finished(federation: FederationView) -> None:
                           "recovery deletes them later.", name)
 
 
+def status(federation: FederationView) -> dict[str, Any]:
+    """The commit journal at a glance: the members that keep it and its entries.
+
+    ``pending`` counts entries of transactions not settled yet (or settled
+    and not yet deleted), ``tombstones`` the ``aborted`` ones recovery keeps.
+    """
+    pending = tombstones = 0
+    members = _journal_members(federation)
+    for member in members:
+        for _gid, entry in _entries(member):
+            if entry["state"] == "aborted":
+                tombstones += 1
+            else:
+                pending += 1
+    return {"members": [member.name for member in members], "pending": pending,
+            "tombstones": tombstones}
+
+
 # -- recovery -------------------------------------------------------------------
 
 

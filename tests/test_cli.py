@@ -158,7 +158,8 @@ def test_info_text_and_json(tmp_path):
     assert notes["storage"] == "FileStorage" and notes["stubs"] == 5
     assert notes["size"] == (tmp_path / "notes.fs").stat().st_size
     assert notes["objects"] > 5 and notes["read_only"] is False
-    assert "journal" not in facts
+    assert facts["journal"] == {"members": ["people", "notes", "library"], "pending": 0,
+                                "tombstones": 0}
 
 
 def test_shell_code_commits_only_when_it_says_so(tmp_path):

@@ -37,14 +37,13 @@ def test_describe_every_kind_of_member(tmp_path, uris):
     assert "  key integer, read-only; " in lines[1]
 
 
-def test_describe_adds_the_journal_when_the_federation_has_one(uris):
-    """A federation with journal_status() has its journal reported, after the members."""
-    with federation.open({"main": uris["main"]}) as fed:
-        fed.journal_status = lambda: {"pending": 0}
+def test_describe_reports_the_journal(uris):
+    """The commit journal is reported after the members: where it is kept, what it holds."""
+    with federation.open({"main": uris["main"], "notes": uris["notes"]}) as fed:
         facts = info.describe(fed)
         transaction.abort()
-    assert facts["journal"] == {"pending": 0}
-    assert info.render(facts)[-1] == "journal: {'pending': 0}"
+    assert facts["journal"] == {"members": ["main", "notes"], "pending": 0, "tombstones": 0}
+    assert info.render(facts)[-1] == "journal: kept in main, notes; 0 pending entries, 0 tombstones"
 
 
 def test_describe_an_unreachable_member(uris):
