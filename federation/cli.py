@@ -123,7 +123,7 @@ def pack_command(config: Path, days: float, exclude: tuple[str, ...], dry_run: b
     click.echo(report.summary())
 
 
-@main.command("check")
+@main.command("check", short_help="Report broken references and index problems.")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_EXCLUDE
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

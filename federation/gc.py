@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +124,32 @@ class CollectionReport(dict[str, MemberCollection]):
         return "\n".join(lines)
 
 
+def _refuse_outsiders(federation: Any, marker: Marker, exclude: Iterable[str]) -> None:
+    """Refuse when live stubs name a database the federation does not have.
+
+    That database takes part in the graph (it may hold references to
+    objects of the members), and it cannot be read.  Excluding it by name
+    accepts the risk, as for a member that is down.
+    """
+    excluded = set(exclude)
+    missing = {name: member_id for name, member_id in marker.outsiders.items()
+               if name not in excluded}
+    if missing:
+        [(name, member_id), *_] = sorted(missing.items())
+        raise CollectionRefused(
+            f"Live stubs name member {name!r} (id {member_id}), which is not part of this "
+            "federation; it may hold references to the members' objects, so nothing was "
+            f"collected. Add it to the configuration, or exclude it explicitly (--exclude "
+            f"{name}) only if it holds none."
+        )
+    stray = sorted(excluded - set(federation.members) - set(marker.outsiders))
+    if stray:
+        raise CollectionRefused(
+            f"Cannot exclude {', '.join(map(repr, stray))}: the federation has no such "
+            "member, and no stub names one."
+        )
+
+
 def collect(federation: Any, *, days: float = 0.0, exclude: tuple[str, ...] | list[str] = (),
             dry_run: bool = False, progress: Progress | None = None,
             hook: Hook | None = None) -> CollectionReport:
@@ -138,6 +164,7 @@ def collect(federation: Any, *, days: float = 0.0, exclude: tuple[str, ...] | li
         marker.mark_roots()
         step("marked")
         report.rounds = _settle(marker)
+        _refuse_outsiders(federation, marker, exclude)
         marker.keep_reusable_stubs()
         step("scanned")
         packable = [view for view in marker.views.values() if _packable(view)]

@@ -129,6 +129,8 @@ class Marker:
     marks: dict[str, LLTreeSet] = field(default_factory=dict)
     cross: dict[str, LLTreeSet] = field(default_factory=dict)
     dangling: list[Dangling] = field(default_factory=list)
+    #: Members that live stubs name and the federation does not have: name -> member id.
+    outsiders: dict[str, str] = field(default_factory=dict)
     foreign_targets: list[ForeignTarget] = field(default_factory=list)
     stubs: dict[str, dict[bytes, bytes]] | None = None  # check: member -> stub oid -> entry
     _todo: dict[str, array] = field(default_factory=dict)  # see _CROSS
@@ -141,12 +143,6 @@ class Marker:
 
     def open(self) -> None:
         """Open every member not excluded; refuse when one cannot be read."""
-        unknown = sorted(self.exclude - set(self.federation.members))
-        if unknown:
-            raise CollectionRefused(
-                f"Cannot exclude {', '.join(map(repr, unknown))}: the federation has no such "
-                "member."
-            )
         for name, member in self.federation.members.items():
             if name in self.exclude:
                 continue
@@ -364,6 +360,7 @@ class Marker:
         if target is None:
             self.dangling.append(Dangling(view.name, holder, f"member {member_name!r}",
                                           f"no member of the federation has id {member_id}"))
+            self.outsiders.setdefault(member_name, member_id)
             return
         number = u64(oid)
         code = (_CROSS | _STUB | (self._names.index(view.name) << _OID_BITS) | number

@@ -46,7 +46,10 @@ def test_maintenance_commands(tmp_path):
     reindex = runner.invoke(main, ["reindex", str(config), "people"])
     assert reindex.exit_code == 0, reindex.output
     assert "3 uuids indexed" in reindex.output
-    pack = runner.invoke(main, ["pack", str(config)])
+    refused = runner.invoke(main, ["pack", str(config)])  # the SQLite member is missing
+    assert refused.exit_code == 1
+    assert refused.output.startswith("Error: Live stubs name member 'readers'")
+    pack = runner.invoke(main, ["pack", str(config), "--exclude", "readers"])
     assert pack.exit_code == 0, pack.output
     assert "notes: packed; 5 live stubs" in pack.output
     unknown = runner.invoke(main, ["stubs", str(config), "nope"])
@@ -130,10 +133,11 @@ def test_pack_lists_members_in_order(tmp_path):
     assert runner.invoke(main, ["demo", str(tmp_path)]).exit_code == 0
     config = write_config(tmp_path, {"people": "people.fs:uuid", "notes": "notes.fs",
                                      "library": "library.fs"}, create=False)
-    result = runner.invoke(main, ["pack", str(config)])
+    result = runner.invoke(main, ["pack", str(config), "--exclude", "readers"])
     assert result.exit_code == 0, result.output
     *members, total = result.output.splitlines()
-    assert [line.split(":")[0] for line in members] == ["library", "notes", "people"]
+    assert [line.split(":")[0] for line in members] == ["library", "notes", "people", "readers"]
+    assert members[-1] == "readers: excluded (not read, not packed)"
     assert total.startswith("collected ")
 
 

@@ -391,3 +391,24 @@ def test_pack_gives_up_when_cross_references_never_settle(fed, monkeypatch):
         fed.pack(hook=keep_referencing)
     assert len(made) == 3
     assert all(_exists(fed, "main", oid) for oid in made)
+
+
+def test_pack_refuses_when_stubs_name_a_database_left_out(tmp_path):
+    """Stubs naming a member missing from the configuration stop the pack; --exclude accepts it."""
+    full = {name: (tmp_path / f"{name}.fs").as_uri() for name in ("main", "notes", "extra")}
+    with federation.open(full) as fed, fed.open() as conn:
+        kept = conn.root("main")["kept"] = Item("kept")  # only 'extra' will reference it
+        transaction.commit()
+        conn.root("extra")["link"] = Item("link", link=kept)
+        transaction.commit()
+        del conn.root("main")["kept"]
+        conn.root("notes")["to_extra"] = Item("to extra", link=conn.root("extra")["link"])
+        transaction.commit()
+    partial = {name: full[name] for name in ("main", "notes")}
+    with federation.open(partial) as fed:
+        with pytest.raises(federation.CollectionRefused, match=r"'extra'.*--exclude extra"):
+            fed.pack()
+        with pytest.raises(federation.CollectionRefused, match="Cannot exclude 'nope'"):
+            fed.pack(exclude=["extra", "nope"])
+    with federation.open(full) as fed, fed.open() as conn:
+        assert conn.root("extra")["link"].link.title == "kept"  # nothing was collected
