@@ -45,7 +45,7 @@ from ZODB.utils import u64, z64
 
 from federation import maintenance
 from federation.catalog import CATALOG_ATTRIBUTE, decode_entry, target_key
-from federation.errors import FederationError, KeyNotFound, MemberUnavailable
+from federation.errors import CollectionRefused, FederationError, KeyNotFound, MemberUnavailable
 from federation.marking import ForeignTarget, Marker, Progress, View
 from federation.records import is_stub, record_uuid, stub_data
 
@@ -108,6 +108,11 @@ class CheckReport:
 def check(federation: Any, *, exclude: Iterable[str] = (), repair: bool = False,
           progress: Progress | None = None) -> CheckReport:
     """Check every member of ``federation`` (see the module docstring)."""
+    unknown = sorted(set(exclude) - set(federation.members))
+    if unknown:
+        raise CollectionRefused(
+            f"Cannot exclude {', '.join(map(repr, unknown))}: the federation has no such member."
+        )
     marker = Marker(federation, frozenset(exclude), progress)
     marker.stubs = {}
     report = CheckReport(members=[n for n in federation.members if n not in marker.exclude],
