@@ -206,11 +206,30 @@ class Marker:
     # -- marking --------------------------------------------------------------
 
     def mark_roots(self) -> None:
-        """Mark from every member's root and every foreign reference."""
+        """Mark from every member's root, every foreign reference and the commit journal."""
         for view in self.views.values():
             self._mark(view.name, z64, 0)
         self.mark_foreign()
+        self.mark_journal_markers()
         self._drain()
+
+    def mark_journal_markers(self) -> None:
+        """Keep the markers that pending commit journal entries name (they are unreferenced).
+
+        Recovery reads a branch's marker to know whether the branch was
+        applied (:mod:`federation.journal`); while the entry exists, its
+        markers must not be collected.  A marker not written yet is skipped.
+        """
+        for view in list(self.views.values()):
+            catalog = getattr(view.conn.root(), CATALOG_ATTRIBUTE, None)
+            for gid, entry in (getattr(catalog, "journal", None) or {}).items():
+                for branch in entry.decode()["branches"]:
+                    member = self.federation.members_by_id.get(branch.get("member_id"))
+                    target = self.views.get(member.name) if member is not None else None
+                    marker = branch.get("marker")
+                    if target is not None and self._read(target, marker) is not None:
+                        self._target(view.name, f"journal entry {gid}", member, "integer",
+                                     marker)
 
     def mark_foreign(self) -> None:
         """Mark what the foreign members' records reference now."""

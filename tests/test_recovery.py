@@ -10,7 +10,7 @@ import ZODB
 from click.testing import CliRunner
 
 import federation
-from federation import recovery
+from federation import journal, recovery
 from federation.cli import main
 from tests.helpers import journal_entries
 from tests.models import Item, Person
@@ -147,3 +147,16 @@ def test_recover_dry_run_changes_nothing(tmp_path, monkeypatch):
     with federation.open(_members(tmp_path), recover=False) as fed, fed.open() as conn:
         assert journal_entries(conn, "main") == [gid]
         assert "note" not in conn.root("notes")
+
+
+def test_pack_keeps_the_markers_of_pending_entries(tmp_path):
+    """A pack while an entry waits for deletion keeps its markers: recovery still reads them."""
+    with federation.open(_members(tmp_path)) as fed:
+        with fed.open() as conn:
+            _two_member_commit(conn)
+            transaction.commit()  # finished; its entry is deleted by a later journal write
+            [gid] = journal_entries(conn, "main")
+            [branch] = conn.root("main").zodb_federation.journal[gid].decode()["branches"]
+        fed.pack()
+        record = fed.member("notes").db.storage.load(branch["marker"])[0]
+        assert journal.is_marker_of(record, gid)
