@@ -494,6 +494,9 @@ class LdapAdapter:
     def abort(self) -> None:
         self._writes = []
 
+    def release(self) -> None:
+        self._writes = []
+
     def recover(self, older_than: float = 0.0) -> list[str]:
         return []  # nothing is ever prepared
 

@@ -204,6 +204,9 @@ class MemoryAdapter:
                 self.db.prepared.pop(self._xid, None)
         self._ops = []
 
+    def release(self) -> None:
+        self._ops = []  # a prepared transaction stays prepared, for recovery
+
     def recover(self, older_than: float = 0.0) -> list[str]:
         now = time.monotonic()
         with self.db.lock:

@@ -441,6 +441,12 @@ class SqlAdapter:
         finally:
             self._close_writer()
 
+    def release(self) -> None:
+        if self.two_phase:
+            self._close_writer()  # a prepared transaction stays on the server for recovery
+        else:
+            self.abort()
+
     def _close_writer(self) -> None:
         if self._writer is not None:
             self._writer.close()

@@ -195,7 +195,7 @@ class ZodbMember:
         """The member id, from the catalog; opening writes only to a new database.
 
         A database that existed without a catalog keeps none until a
-        transaction writes (see ``FederatedConnection._zfed_ensure_catalog``):
+        transaction writes (see ``FederatedConnection.ensure_catalog``):
         its id is chosen now, kept in memory, and stored with the catalog.  A
         read-only one is named ``name:<member name>``.
         """
@@ -206,7 +206,7 @@ class ZodbMember:
                 return check_catalog(self.name, catalog)
             self.member_id = Catalog.new_member_id()
             if self._fresh:
-                conn._zfed_ensure_catalog()  # a new database: the catalog comes with its root
+                conn.ensure_catalog()  # a new database: the catalog comes with its root
             else:
                 log.info("Member %r has no federation catalog yet; the first transaction that "
                          "writes will add one.", self.name)

@@ -87,6 +87,11 @@ reaches any more are removed by the federation's pack
     packing this member does not collect them.  The federation's own mark
     does not follow it.
 
+``journal`` (:class:`Index`)
+    ``global transaction id -> entry`` (bytes): the commit journal of
+    transactions over several members (:mod:`federation.journal`).  Its
+    first key, ``""``, is a sentinel that stays.
+
 ``splits`` (:class:`Index`)
     In a secondary member: ``split key -> secondary record`` of a split
     object (:mod:`federation.split`), a real reference, which keeps the
@@ -107,6 +112,7 @@ from __future__ import annotations
 
 import pickle
 import uuid as _uuid
+from typing import Any
 
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
@@ -132,6 +138,24 @@ class Index(OOBTree):
     max_internal_size = 64  # loading an internal node makes a ghost per child
 
 
+#: The first key of the ``journal`` index, never deleted: BTrees cannot merge two
+#: commits when one deletes the first key of a bucket and the other inserts.
+JOURNAL_SENTINEL = ""
+
+
+def new_index(name: str) -> Index:
+    """A new, empty index of the catalog called ``name``."""
+    tree = Index()
+    if name == "journal":
+        tree[JOURNAL_SENTINEL] = b""
+    return tree
+
+
+def journal_items(tree: Any) -> list[tuple[str, bytes]]:
+    """``(global id, entry)`` of a ``journal`` index (see :mod:`federation.journal`)."""
+    return [(gid, entry) for gid, entry in (tree or {}).items() if gid != JOURNAL_SENTINEL]
+
+
 class Catalog(Persistent):
     """The per-member record of zodb-federation (see the module docstring)."""
 
@@ -145,6 +169,7 @@ class Catalog(Persistent):
         self.splits = Index()
         self.unique = Index()
         self.stable_ids = Index()
+        self.journal = new_index("journal")
 
     @staticmethod
     def new_member_id() -> str:

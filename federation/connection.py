@@ -44,11 +44,11 @@ from federation.catalog import (
     CATALOG_ATTRIBUTE,
     UUID_ATTRIBUTE,
     Catalog,
-    Index,
     Stub,
     decode_entry,
     decode_uuid_entry,
     encode_entry,
+    new_index,
     stub_record,
     target_key,
     uuid_entry,
@@ -60,7 +60,6 @@ from federation.errors import (
     MemberUnavailable,
     ReadOnlyMember,
 )
-from federation.journal import JournalEntry
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -178,7 +177,7 @@ class FederatedWriter(ObjectWriter):
         # In uuid members every stored object gets its uuid before it is written;
         # not the root, nor our own records, nor anything before the catalog exists.
         if (jar._zfed_member.kind == "uuid" and obj._p_oid != z64
-                and not isinstance(obj, (Catalog, Stub, JournalEntry))
+                and not isinstance(obj, (Catalog, Stub))
                 and jar._catalog() is not None):
             jar._ensure_uuid(obj, on_store=True)
         return super().serialize(obj)
@@ -265,7 +264,7 @@ class FederatedConnection(Connection):
             self._zfed_catalog_obj = catalog
         return catalog
 
-    def _zfed_ensure_catalog(self) -> Catalog | None:
+    def ensure_catalog(self) -> Catalog | None:
         """The catalog; a writable member that has none gets one, in this transaction.
 
         Opening a member never writes to it (see ``ZodbMember``): its catalog
@@ -286,7 +285,7 @@ class FederatedConnection(Connection):
     def register(self, obj: Any) -> None:
         catalog = self._zfed_catalog_obj
         if (catalog is None or catalog._p_oid is None) and self._zfed_member.writable:
-            self._zfed_ensure_catalog()  # before anything of this member is serialized
+            self.ensure_catalog()  # before anything of this member is serialized
         super().register(obj)
 
     # -- writing ------------------------------------------------------------
@@ -424,7 +423,7 @@ class FederatedConnection(Connection):
         return entry[:8], klass
 
     def _require_catalog(self, purpose: str) -> Catalog:
-        catalog = self._zfed_ensure_catalog()
+        catalog = self.ensure_catalog()
         if catalog is None:
             raise ReadOnlyMember(
                 f"Member {self._zfed_member.name!r} has no federation catalog (it was opened "
@@ -457,7 +456,7 @@ class FederatedConnection(Connection):
         for (index, key), value in self._zfed_index_ops.items():
             tree = getattr(catalog, index, None)
             if tree is None:
-                tree = Index()
+                tree = new_index(index)
                 setattr(catalog, index, tree)
             if value is not None:
                 tree[key] = value
@@ -685,6 +684,22 @@ class FederatedConnection(Connection):
         self._abort()  # what transaction's abort() does first for a resource that did not vote
         super().tpc_abort(transaction)
 
+    def tpc_abandon(self, transaction: Any) -> None:
+        """Give up this branch without undoing anything: recovery redoes it from the journal.
+
+        The storage's transaction is dropped; the objects it wrote stay this
+        connection's, as ghosts, and load what recovery writes.
+        """
+        self._unbuffer()
+        if self._zfed_begun:
+            self._normal_storage.tpc_abort(transaction.data(self))
+        self._zfed_reset_pending()
+        if self._savepoint_storage is not None:
+            self._abort_savepoint()
+        self._cache.invalidate([*self._modified, *self._creating])
+        self._added.clear()
+        self._tpc_cleanup()
+
     def abort(self, transaction: Any) -> None:
         self._unbuffer()
         self._zfed_reset_pending()
@@ -708,7 +723,7 @@ class FederatedConnection(Connection):
         manager = self._zfed_manager
         if (self._zfed_member.writable and manager is not None and self._catalog() is None
                 and manager.coordinator.joined):
-            self._zfed_ensure_catalog()  # other members may name this member's id
+            self.ensure_catalog()  # other members may name this member's id
 
 
     # -- reading ------------------------------------------------------------

@@ -124,10 +124,14 @@ class Coordinator:
 
     def tpc_abort(self, txn: Any) -> None:
         plan = self._plan
-        try:
-            _each(self._jars, lambda jar: jar.tpc_abort(txn), "roll back")
-        finally:
-            self._reset()
+        jars = self._jars
+        self._reset()
+        if plan is not None and plan.may_have_decided():
+            # Never roll back once the decision may have happened: recovery settles it.
+            _each(jars, lambda jar: jar.tpc_abandon(txn), "give up")
+            _quietly(recovery.resolve, plan.federation, plan.gid)
+            return
+        _each(jars, lambda jar: jar.tpc_abort(txn), "roll back")
         if plan is not None:
             plan.aborted()
 
@@ -166,22 +170,27 @@ def _each(jars: Iterable[Participant], action: Any, what: str) -> None:
 class _Plan:
     """How one transaction commits: its participants, global id and journal."""
 
-    def __init__(self, coordinator: Coordinator, participants: list[Participant]) -> None:
+    def __init__(self, coordinator: Coordinator, participants: list[Participant],
+                 idle: list[Participant]) -> None:
         self.coordinator = coordinator
         self.federation = coordinator.manager.federation
         self.participants = sorted(participants, key=_lock_key)
+        self.idle = idle  # joined, nothing to write: finished with the others, no lock taken
         self.gid = ""
         self.decider: Participant | None = None  # holds the entry, finishes first
         self.last: Participant | None = None  # the last resource, if any
         self.journal_member: str | None = None
         self.prepared_entry: bytes | None = None  # written before any lock (last resource)
-        self.cleanup: list[str] = []
+        self.cleanup: list[str] = []  # finished entries this commit's journal write deletes
         self.entry_written = False
+        self.deciding = False
 
     @classmethod
     def make(cls, coordinator: Coordinator, txn: Any) -> _Plan:
-        participants = [jar for jar in coordinator.joined if jar.has_writes()]
-        plan = cls(coordinator, participants)
+        joined = coordinator.joined
+        participants = [jar for jar in joined if jar.has_writes()]
+        idle = [jar for jar in joined if jar not in participants]
+        plan = cls(coordinator, participants, idle)
         last = [jar for jar in participants if jar.commit_style == "last_resource"]
         if len(last) > 1:
             names = ", ".join(repr(jar.member_name) for jar in last)
@@ -189,6 +198,8 @@ class _Plan:
                 f"Members {names} lack two-phase commit; one transaction can change only one "
                 "such member. Nothing was written."
             )
+        if any(jar.commit_style == "zodb" for jar in participants):
+            plan.federation.check_journals()
         if len(participants) > 1:
             plan.last = last[0] if last else None
             plan._journal(txn)
@@ -203,6 +214,9 @@ class _Plan:
             if not zodb:  # foreign members only: a ZODB member joins to keep the entry
                 jar = self.coordinator.manager.jar(self._journal_holder().name)
                 self.coordinator.join(jar)
+                jar.collect(txn)  # installs its buffer (a savepoint may hold its changes)
+                if jar in self.idle:
+                    self.idle.remove(jar)
                 self.participants = sorted([*self.participants, jar], key=_lock_key)
                 zodb = [jar]
             self.decider = max(zodb, key=lambda jar: jar.branch_size())
@@ -214,15 +228,15 @@ class _Plan:
         branches = [jar.journal_branch(txn, self.gid, f"{self.gid}.{index}")
                     for index, jar in enumerate(self.participants)
                     if jar is not self.decider and jar is not self.last]
-        queue = self.federation.journal_queue
         if self.last is not None:
             lr = self.last.member
             self.prepared_entry = journal.encode(
                 self.gid, "prepared", branches, {"member_id": lr.member_id, "name": lr.name})
             return
         decider = self.decider
-        entry = journal.JournalEntry(journal.encode(self.gid, "committed", branches))
-        self.cleanup = queue.pending(holder.name)
+        assert decider is not None
+        entry = journal.encode(self.gid, "committed", branches)
+        self.cleanup = self.federation.journal_queue.take(holder.name)
         for gid in self.cleanup:
             decider.index_later("journal", gid, None)
         decider.index_later("journal", self.gid, entry)
@@ -257,19 +271,30 @@ class _Plan:
         for jar in self.participants:
             if jar is not self.last:
                 jar.prepare(txn)
-        if self.last is not None:
-            self.last.commit_last(txn, self.gid)  # the decision
+
+    def may_have_decided(self) -> bool:
+        """Whether the decision step started and its outcome is not known to be "no".
+
+        A last resource that records no outcome (LDAP) undoes its writes
+        when its commit fails: then the decision is known to be "no".
+        """
+        if not self.deciding:
+            return False
+        return self.last is None or isinstance(self.last.adapter, OutcomeRecording)
 
     def finish(self, txn: Any) -> None:
         if not self.gid:
-            for jar in self.participants:
+            for jar in [*self.participants, *self.idle]:
                 jar.tpc_finish(txn)
             return
-        if self.decider is not None:
+        self.deciding = True
+        if self.last is not None:
+            self.last.commit_last(txn, self.gid)  # the decision
+        elif self.decider is not None:
             self.decider.tpc_finish(txn)  # the decision: the entry is durable
         failed = False
         for jar in self.participants:
-            if jar is self.decider:
+            if jar is self.decider or jar is self.last:
                 continue
             try:
                 jar.tpc_finish(txn)
@@ -278,21 +303,24 @@ class _Plan:
                 log.exception("Member %r did not finish transaction %s after the decision; "
                               "recovery will finish it.", jar.member_name, self.gid)
                 failed = True
-                _quietly(jar.tpc_abort, txn)
+                _quietly(jar.tpc_abandon, txn)
+        for jar in [*([self.last] if self.last is not None else []), *self.idle]:
+            jar.tpc_finish(txn)  # cleans up (the last resource committed already)
         queue = self.federation.journal_queue
-        queue.deleted(self.journal_member, self.cleanup)
         if failed:  # the entry stays: recovery redoes what did not finish, then deletes it
             _quietly(recovery.resolve, self.federation, self.gid)
         else:
             queue.done(self.journal_member, self.gid)
 
     def aborted(self) -> None:
-        """After ``tpc_abort``: settle the prepared entry, if it was written.
+        """After ``tpc_abort`` before any decision: settle the entry written, give back cleanup.
 
         A last resource that records outcomes is asked (its commit may have
         failed after it happened); one that does not raised before it
         committed, so the entry is simply deleted.
         """
+        if self.decider is not None:  # its journal write, with the deletions, never happened
+            self.federation.journal_queue.give_back(self.journal_member, self.cleanup)
         if not self.entry_written:
             return
         assert self.last is not None

@@ -23,6 +23,7 @@ from federation.errors import (
     FederationError,
     InDoubtTransactions,
     MemberOpenError,
+    MemberUnavailable,
     UnknownMember,
     describe,
     shorten,
@@ -100,6 +101,20 @@ class Federation:
         operator's outcome (True: finish them, False: roll back what can be).
         """
         return recovery.recover(self, decisions=decisions, dry_run=dry_run)
+
+    def check_journals(self) -> None:
+        """Refuse a commit to ZODB members while a member's journal is unread.
+
+        A member unavailable when the federation opened may keep the entry of
+        a transaction that another member lost in a crash; until recovery has
+        read it, a new commit could be given the lost objects' oids, and the
+        entry's references would then reach the new objects.
+        """
+        if self.recovery.unread:
+            raise MemberUnavailable(self.recovery.unread[0], cause=FederationError(
+                "its commit journal could not be read when the federation opened, so the "
+                "ZODB members take no commits until the federation is opened again with it "
+                "reachable"))
 
     def journal_status(self) -> dict[str, Any]:
         """The commit journal at a glance; see :func:`federation.recovery.status`."""

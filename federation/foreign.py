@@ -504,8 +504,7 @@ class ForeignJar:
                 self.adapter.store(key, record)
 
     def vote_one_phase(self, txn: Any) -> None:
-        self.adapter.commit()
-        self._committed = True
+        """Nothing: the only member commits in ``tpc_finish``, after any other resource voted."""
 
     def prepare(self, txn: Any) -> None:
         self.adapter.prepare()
@@ -531,6 +530,14 @@ class ForeignJar:
         try:
             if self._begun and not self._committed:
                 self.adapter.abort()
+        finally:
+            self.abort(txn)
+
+    def tpc_abandon(self, txn: Any) -> None:
+        """Give up this branch without undoing it: recovery settles it (see ``Participant``)."""
+        try:
+            if self._begun and not self._committed:
+                self.adapter.release()
         finally:
             self.abort(txn)
 

@@ -74,6 +74,9 @@ class Adapter(Protocol):
     the writes durable but invisible (``PREPARE TRANSACTION``) and
     ``commit()`` finishes them; ``commit()`` without ``prepare()`` is a
     one-phase commit (a transaction that changes no other member);
+    ``release()`` ends the session's part in a transaction whose outcome
+    recovery decides: a prepared transaction stays prepared (without two-phase
+    commit, it is ``abort()``);
     ``recover(older_than)`` lists the ids of this project's prepared
     transactions older than ``older_than`` seconds, and
     ``finish_prepared(xid, commit)`` settles one (recovery calls them, see
@@ -123,6 +126,8 @@ class Adapter(Protocol):
     def commit(self) -> None: ...
 
     def abort(self) -> None: ...
+
+    def release(self) -> None: ...
 
     def recover(self, older_than: float = 0.0) -> list[str]: ...
 
@@ -226,8 +231,13 @@ class Participant(Protocol):
        otherwise ``prepare(txn)`` (``commit_style`` ``zodb`` or
        ``two_phase``) or, for the one ``last_resource``,
        ``commit_last(txn, gid)``.
-    6. ``tpc_finish(txn)``; or ``tpc_abort(txn)`` at any point before it,
-       which rolls back whatever was begun.
+    6. ``tpc_finish(txn)``: the decider (the last resource's
+       ``commit_last(txn, gid)``, else the ZODB participant holding the
+       journal entry) first, which is the decision, then the others; or
+       ``tpc_abort(txn)`` at any point before the decision, which rolls back
+       whatever was begun.  Once the decision may have happened, a jar that
+       cannot finish is given up with ``tpc_abandon(txn)``: nothing is
+       rolled back, and recovery finishes the branch from the journal.
 
     ``abort(txn)`` (a transaction aborted before its commit) and
     ``savepoint()`` are as in ``transaction``'s ``IDataManager``.
@@ -262,6 +272,8 @@ class Participant(Protocol):
     def tpc_finish(self, txn: Any) -> None: ...
 
     def tpc_abort(self, txn: Any) -> None: ...
+
+    def tpc_abandon(self, txn: Any) -> None: ...
 
     def abort(self, txn: Any) -> None: ...
 
@@ -308,6 +320,8 @@ class FederationView(Protocol):
     def member(self, name: str) -> Any: ...
 
     def journal_member(self) -> Any: ...
+
+    def check_journals(self) -> None: ...
 
     def placement_for(self, cls: type) -> str | None: ...
 

@@ -4,15 +4,16 @@ Journal format
 ==============
 
 The journal lives in the catalogs of the federation's ZODB members, in the
-index ``catalog.journal`` (``global transaction id -> JournalEntry``), so
+index ``catalog.journal`` (``global transaction id -> entry``), so
 it is exactly as durable and as shared as the members themselves: a file
 of an embedded federation, a ZEO or RelStorage database that every process
 of the site reaches.  Any process that opens the federation finds it; no
 file of the machine that crashed is needed.
 
-A :class:`JournalEntry` keeps one bytes value, ``data``, a pickle of plain
-Python values only (so ``zfed recover`` reads it without the application's
-classes)::
+An entry is bytes: a pickle of plain Python values only (so ``zfed recover``
+reads it without the application's classes, and two commits that add
+entries to one index bucket are merged by the bucket's conflict
+resolution)::
 
     {"gid": "zfed-<decider member id>-<32 hex digits>",
      "state": "committed" | "prepared" | "aborted",
@@ -63,17 +64,6 @@ from ZODB._compat import _protocol
 from federation.errors import FederationError
 
 
-class JournalEntry(Persistent):
-    """One transaction over several members, as the journal keeps it (see the module docstring)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def decode(self) -> dict[str, Any]:
-        """The entry's plain-data description."""
-        return decode(self.data)
-
-
 class Marker(Persistent):
     """The record proving that one member applied its branch of a journaled transaction."""
 
@@ -103,7 +93,7 @@ def gid_of_xid(xid: str) -> str:
 
 def encode(gid: str, state: str, branches: list[dict[str, Any]],
            last_resource: dict[str, str] | None = None) -> bytes:
-    """The ``data`` of a journal entry."""
+    """A journal entry (see the module docstring)."""
     return pickle.dumps({"gid": gid, "state": state, "created": time.time(),
                          "last_resource": last_resource, "branches": branches}, _protocol)
 

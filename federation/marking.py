@@ -45,8 +45,8 @@ from ZODB.POSException import POSKeyError
 from ZODB.serialize import referencesf
 from ZODB.utils import p64, u64, z64
 
-from federation import resolvers
-from federation.catalog import CATALOG_ATTRIBUTE, decode_entry
+from federation import journal, resolvers
+from federation.catalog import CATALOG_ATTRIBUTE, decode_entry, journal_items
 from federation.connection import UNREACHABLE_ERRORS
 from federation.errors import (
     CollectionRefused,
@@ -222,8 +222,8 @@ class Marker:
         """
         for view in list(self.views.values()):
             catalog = getattr(view.conn.root(), CATALOG_ATTRIBUTE, None)
-            for gid, entry in (getattr(catalog, "journal", None) or {}).items():
-                for branch in entry.decode()["branches"]:
+            for gid, entry in journal_items(getattr(catalog, "journal", None)):
+                for branch in journal.decode(entry)["branches"]:
                     member = self.federation.members_by_id.get(branch.get("member_id"))
                     target = self.views.get(member.name) if member is not None else None
                     marker = branch.get("marker")

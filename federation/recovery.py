@@ -45,8 +45,8 @@ from ZODB.POSException import ConflictError, POSKeyError
 from ZODB.utils import u64, z64
 
 from federation import journal
-from federation.catalog import CATALOG_ATTRIBUTE, Index
-from federation.errors import MemberUnavailable
+from federation.catalog import CATALOG_ATTRIBUTE, journal_items, new_index
+from federation.errors import FederationError, MemberUnavailable
 from federation.interfaces import OutcomeRecording
 
 if TYPE_CHECKING:
@@ -82,6 +82,8 @@ class RecoveryReport:
     committed: list[str] = field(default_factory=list)
     rolled_back: list[str] = field(default_factory=list)
     in_doubt: list[InDoubt] = field(default_factory=list)
+    #: ZODB members whose journal could not be read (unavailable at open).
+    unread: list[str] = field(default_factory=list)
 
 
 class _Unsettled(Exception):
@@ -105,10 +107,21 @@ class JournalQueue:
         self._lock = threading.Lock()
         self._done: dict[str, set[str]] = {}
 
-    def pending(self, member: str) -> list[str]:
-        """The finished entries of ``member`` a journal write should delete."""
+    def take(self, member: str) -> list[str]:
+        """The finished entries of ``member``, now the caller's journal write's to delete.
+
+        Each is handed to one writer only, so that two commits never delete
+        the same entry (their journal writes would conflict); a commit that
+        fails gives them back (:meth:`give_back`).
+        """
         with self._lock:
-            return sorted(self._done.get(member, ()))
+            return sorted(self._done.pop(member, ()))
+
+    def give_back(self, member: str | None, gids: list[str]) -> None:
+        """The journal write that was to delete ``gids`` did not happen."""
+        if member is not None and gids:
+            with self._lock:
+                self._done.setdefault(member, set()).update(gids)
 
     def done(self, member: str | None, gid: str) -> None:
         """The transaction ``gid`` finished everywhere: its entry may go."""
@@ -116,13 +129,7 @@ class JournalQueue:
             with self._lock:
                 self._done.setdefault(member, set()).add(gid)
 
-    def deleted(self, member: str | None, gids: list[str]) -> None:
-        """A committed journal write deleted these entries of ``member``."""
-        if member is not None:
-            with self._lock:
-                self._done.get(member, set()).difference_update(gids)
-
-    def take(self) -> dict[str, list[str]]:
+    def take_all(self) -> dict[str, list[str]]:
         """Every pending entry, now the caller's to delete."""
         with self._lock:
             done, self._done = self._done, {}
@@ -133,40 +140,42 @@ class JournalQueue:
 
 
 @contextmanager
-def _connection(member: Any) -> Iterator[tuple[Any, Any]]:
-    """A connection of its own transaction manager to a ZODB member, and its journal."""
+def _connection(member: Any) -> Iterator[tuple[Any, Any, Any]]:
+    """A connection of its own transaction manager to a ZODB member, and its catalog."""
     tm = transaction.TransactionManager()
     conn = member.db.open(tm)
     try:
         catalog = getattr(conn.root(), CATALOG_ATTRIBUTE, None)
-        yield tm, catalog
+        yield tm, conn, catalog
     finally:
         tm.abort()
         conn.close()
 
 
 def _entries(member: Any) -> list[tuple[str, dict[str, Any]]]:
-    with _connection(member) as (_tm, catalog):
+    with _connection(member) as (_tm, _conn, catalog):
         tree = getattr(catalog, "journal", None)
-        return [(gid, entry.decode()) for gid, entry in (tree or {}).items()]
+        return [(gid, journal.decode(entry)) for gid, entry in journal_items(tree)]
 
 
 def _entry(member: Any, gid: str) -> dict[str, Any] | None:
-    with _connection(member) as (_tm, catalog):
+    with _connection(member) as (_tm, _conn, catalog):
         tree = getattr(catalog, "journal", None)
         entry = tree.get(gid) if tree is not None else None
-        return entry.decode() if entry is not None else None
+        return journal.decode(entry) if entry is not None else None
 
 
 def _write(member: Any, change: Any) -> Any:
     """Run ``change(journal index)`` in a transaction of its own on ``member``; retry conflicts."""
     for attempt in range(_ATTEMPTS):
-        with _connection(member) as (tm, catalog):
+        with _connection(member) as (tm, conn, catalog):
+            if catalog is None:
+                catalog = conn.ensure_catalog()  # an existing database's first write
             if catalog is None:
                 raise _Unsettled(member.name, "the member has no federation catalog")
             tree = getattr(catalog, "journal", None)
             if tree is None:
-                tree = catalog.journal = Index()
+                tree = catalog.journal = new_index("journal")
             result = change(tree)
             try:
                 tm.commit()
@@ -178,21 +187,25 @@ def _write(member: Any, change: Any) -> Any:
     return None
 
 
-def write_prepared(federation: FederationView, member: str | None, gid: str, data: bytes) -> None:
+def write_prepared(federation: FederationView, member: str | None, gid: str,
+                   data: bytes) -> None:
     """Write the ``prepared`` entry of ``gid`` in ``member`` before any lock is taken.
 
     The finished entries queued for that member are deleted by the same write.
     """
     assert member is not None
-    deleted = federation.journal_queue.pending(member)
+    deleted = federation.journal_queue.take(member)
 
     def change(tree: Any) -> None:
         for old in deleted:
             tree.pop(old, None)
-        tree[gid] = journal.JournalEntry(data)
+        tree[gid] = data
 
-    _write(federation.member(member), change)
-    federation.journal_queue.deleted(member, deleted)
+    try:
+        _write(federation.member(member), change)
+    except BaseException:
+        federation.journal_queue.give_back(member, deleted)
+        raise
 
 
 def forget(federation: FederationView, member: str | None, gid: str) -> None:
@@ -203,7 +216,7 @@ def forget(federation: FederationView, member: str | None, gid: str) -> None:
 
 def delete_finished(federation: FederationView) -> None:
     """Delete the entries of finished transactions (on close)."""
-    for name, gids in federation.journal_queue.take().items():
+    for name, gids in federation.journal_queue.take_all().items():
         member = federation.members.get(name)
         if member is None or not member.available:
             continue
@@ -236,9 +249,17 @@ def status(federation: FederationView) -> dict[str, Any]:
 
 
 def _journal_members(federation: FederationView) -> list[Any]:
-    return [member for member in federation.members.values()
-            if member.db is not None and not member.read_only
-            and not member.db.storage.isReadOnly()]
+    """The available ZODB members: each may keep journal entries (read-only ones too)."""
+    return [member for member in federation.members.values() if member.db is not None]
+
+
+def _writable(member: Any) -> bool:
+    return not member.read_only and not member.db.storage.isReadOnly()
+
+
+def _unavailable_zodb_members(federation: FederationView) -> list[str]:
+    return [name for name, member in federation.members.items()
+            if not member.available and not hasattr(member, "factory")]
 
 
 def recover(federation: FederationView, *, decisions: Mapping[str, bool] | None = None,
@@ -249,11 +270,12 @@ def recover(federation: FederationView, *, decisions: Mapping[str, bool] | None 
     False: roll back) for transactions left in doubt; ``dry_run`` reports
     what would be done and changes nothing.
     """
-    report = RecoveryReport()
+    report = RecoveryReport(unread=_unavailable_zodb_members(federation))
     seen: set[str] = set()
     for member in _journal_members(federation):
         for gid, entry in _entries(member):
-            seen.add(gid)
+            if entry["state"] != "aborted":  # a tombstone's prepared branch is rule 5's
+                seen.add(gid)
             _settle(federation, member, gid, entry, report, decisions or {}, dry_run)
     for member in _two_phase_members(federation):
         _orphans(federation, member, seen, report, decisions or {}, dry_run)
@@ -312,7 +334,8 @@ def _settle(federation: FederationView, holder: Any, gid: str, entry: dict[str, 
             gid, members, "; ".join(f"member {p.member!r}: {p.reason}" for p in problems),
             {p.member: p.objects for p in problems if p.objects}))
         return
-    _write(holder, lambda tree: tree.pop(gid, None))
+    if _writable(holder):  # else the next writable open deletes it (settling is idempotent)
+        _write(holder, lambda tree: tree.pop(gid, None))
     (report.committed if outcome else report.rolled_back).append(gid)
     log.log(level, "Recovery %s transaction %s over members %s.",
             "committed" if outcome else "rolled back", gid, ", ".join(members))
@@ -350,9 +373,18 @@ def _drive(federation: FederationView, gid: str, branch: dict[str, Any], outcome
     adapter = member.factory()
     try:
         if branch["xid"] in adapter.recover(0.0):
-            adapter.finish_prepared(branch["xid"], commit=outcome)
+            _finish_prepared(adapter, branch["xid"], commit=outcome)
     finally:
         adapter.close()
+
+
+def _finish_prepared(adapter: Any, xid: str, *, commit: bool) -> None:
+    """Commit or roll back a prepared branch; one finished meanwhile elsewhere is success."""
+    try:
+        adapter.finish_prepared(xid, commit=commit)
+    except FederationError:
+        if xid in adapter.recover(0.0):
+            raise  # still prepared: a real failure
 
 
 def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> None:
@@ -379,8 +411,12 @@ def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> None:
     except BaseException:
         storage.tpc_abort(meta)
         raise
-    storage.tpc_finish(meta)
-    member.db.cacheMinimize()
+    tid = storage.tpc_finish(meta)
+    # Tell the database's connections, as ZODB's own commits do (the storage was
+    # written directly, so its MVCC adapter heard nothing).
+    mvcc = getattr(member.db, "_mvcc_storage", None)
+    if mvcc is not None:
+        mvcc.invalidate(tid, [oid for oid, _serial, _data in branch["records"]])
 
 
 def _applied(storage: Any, gid: str, marker: bytes, *, sync: bool = False) -> bool:
@@ -415,15 +451,15 @@ def _orphans(federation: FederationView, member: Any, seen: set[str], report: Re
             holder = federation.members_by_id.get(journal.decider_of(gid) or "")
             if gid in seen or (only is not None and gid != only):
                 continue
-            if holder is None or holder.db is None:
-                continue  # not ours, or its journal cannot be read: left alone
+            if holder is None or holder.db is None or not _writable(holder):
+                continue  # not ours, or its journal cannot be read or written: left alone
             entry = None if dry_run else _tombstone(holder, gid)
             if entry is not None and entry["state"] != "aborted":  # decided meanwhile
                 seen.add(gid)
                 _settle(federation, holder, gid, entry, report, decisions, dry_run)
                 continue
             if not dry_run:
-                adapter.finish_prepared(xid, commit=False)
+                _finish_prepared(adapter, xid, commit=False)
             report.rolled_back.append(gid)
     finally:
         adapter.close()
@@ -434,8 +470,8 @@ def _tombstone(holder: Any, gid: str) -> dict[str, Any] | None:
     def change(tree: Any) -> dict[str, Any] | None:
         entry = tree.get(gid)
         if entry is not None:
-            return entry.decode()
-        tree[gid] = journal.JournalEntry(journal.encode(gid, "aborted", []))
+            return journal.decode(entry)
+        tree[gid] = journal.encode(gid, "aborted", [])
         return None
 
     return _write(holder, change)

@@ -18,6 +18,7 @@ import transaction
 
 import federation
 from federation import resolvers
+from tests.helpers import journal_entries
 from tests.models import Item, Person
 
 
@@ -223,7 +224,7 @@ class AdapterConformance:
                 transaction.commit()
             transaction.abort()
             assert "x" not in conn.root("main")
-            assert list(getattr(conn.root("main").zodb_federation, "journal", {})) == []
+            assert journal_entries(conn, "main") == []
             assert conn.get(foreign.ref(1)).name == "Ada"
 
     def test_savepoint_rollback(self, foreign, fed):

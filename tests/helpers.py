@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import transaction
 
+from federation.catalog import journal_items
 from tests.models import Item
 
 
@@ -85,4 +86,4 @@ def run_docs_page(page: str, monkeypatch: pytest.MonkeyPatch, directory: Path,
 def journal_entries(conn, member: str) -> list[str]:
     """The global ids in ``member``'s commit journal, as ``conn`` sees them."""
     catalog = conn.root(member).zodb_federation
-    return list(getattr(catalog, "journal", {}))
+    return [gid for gid, _entry in journal_items(getattr(catalog, "journal", None))]

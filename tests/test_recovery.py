@@ -156,7 +156,7 @@ def test_pack_keeps_the_markers_of_pending_entries(tmp_path):
             _two_member_commit(conn)
             transaction.commit()  # finished; its entry is deleted by a later journal write
             [gid] = journal_entries(conn, "main")
-            [branch] = conn.root("main").zodb_federation.journal[gid].decode()["branches"]
+            [branch] = journal.decode(conn.root("main").zodb_federation.journal[gid])["branches"]
         fed.pack()
         record = fed.member("notes").db.storage.load(branch["marker"])[0]
         assert journal.is_marker_of(record, gid)

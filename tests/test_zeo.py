@@ -132,9 +132,11 @@ def test_member_unreachable_at_open(zeo, tmp_path):
         assert "'main'" in str(caught.value) and str(key) in str(caught.value)
         with pytest.raises(federation.MemberUnavailable, match="main"):
             conn.root("main")
-        # The referrer can still be changed and saved; its reference is kept.
+        # Its commit journal is unread: no ZODB member takes commits (a crash may have
+        # left it deciding a transaction whose oids a new commit would reuse).
         note.title = "edited"
-        transaction.commit()
+        with pytest.raises(federation.MemberUnavailable, match=r"'main'.*commit journal"):
+            transaction.commit()
     finally:
         transaction.abort()
         conn.close()
