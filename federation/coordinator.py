@@ -45,15 +45,18 @@ log = logging.getLogger(__name__)
 
 
 class Coordinator:
-    """The single resource manager a federation manager joins to each transaction.
+    """The single resource manager of a federation in each transaction.
 
-    See the module docstring; the jars it drives provide
+    One per federation and transaction manager: every manager opened on the
+    same transaction manager shares it, so their changes commit as one
+    transaction.  See the module docstring; the jars it drives provide
     :class:`federation.interfaces.Participant`.
     """
 
-    def __init__(self, manager: Any) -> None:
-        self.manager = manager
-        self.transaction_manager = manager.transaction_manager
+    def __init__(self, federation: Any, transaction_manager: Any) -> None:
+        self.federation = federation
+        self.transaction_manager = transaction_manager
+        self.managers: list[Any] = []  # the open managers on this transaction manager
         self._jars: list[Participant] = []
         self._ids: set[int] = set()
         self._joined = False
@@ -76,6 +79,14 @@ class Coordinator:
         self._jars.append(jar)
         if self._txn is not None:
             jar.tpc_begin(self._txn)  # joined while others were being collected
+
+    def jar_of(self, member: str) -> Participant:
+        """A jar of ``member`` from one of the managers this coordinator serves."""
+        for manager in self.managers:
+            jar = manager.jars.get(member)
+            if jar is not None:
+                return jar
+        return self.managers[0].jar(member)  # raises the reason (unavailable, closed...)
 
     @property
     def joined(self) -> list[Participant]:
@@ -173,7 +184,7 @@ class _Plan:
     def __init__(self, coordinator: Coordinator, participants: list[Participant],
                  idle: list[Participant]) -> None:
         self.coordinator = coordinator
-        self.federation = coordinator.manager.federation
+        self.federation = coordinator.federation
         self.participants = sorted(participants, key=_lock_key)
         self.idle = idle  # joined, nothing to write: finished with the others, no lock taken
         self.gid = ""
@@ -212,7 +223,7 @@ class _Plan:
         if self.last is None:
             zodb = [jar for jar in self.participants if jar.commit_style == "zodb"]
             if not zodb:  # foreign members only: a ZODB member joins to keep the entry
-                jar = self.coordinator.manager.jar(self._journal_holder().name)
+                jar = self.coordinator.jar_of(self._journal_holder().name)
                 self.coordinator.join(jar)
                 jar.collect(txn)  # installs its buffer (a savepoint may hold its changes)
                 if jar in self.idle:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from federation import check as checking
 from federation import gc, recovery, resolvers
 from federation.adapters.zodb import ZODB_KINDS, ZodbMember
 from federation.connection import FederatedConnection
+from federation.coordinator import Coordinator
 from federation.errors import (
     ConfigurationError,
     FederationError,
@@ -65,6 +68,9 @@ class Federation:
         self.members: dict[str, ZodbMember | ForeignMember] = {}
         self._placement: dict[str, str] = {}
         self.journal_queue = recovery.JournalQueue()
+        self._coordinators: weakref.WeakKeyDictionary[Any, Coordinator] = (
+            weakref.WeakKeyDictionary())
+        self._coordinators_lock = threading.Lock()
         self._idle: list[dict[str, FederatedConnection]] = []
         try:
             for name, spec in members.items():
@@ -101,6 +107,19 @@ class Federation:
         operator's outcome (True: finish them, False: roll back what can be).
         """
         return recovery.recover(self, decisions=decisions, dry_run=dry_run)
+
+    def coordinator_for(self, transaction_manager: Any) -> Coordinator:
+        """The commit coordinator of this federation for ``transaction_manager``.
+
+        Managers opened on one transaction manager share it, so that their
+        changes commit as one transaction.
+        """
+        with self._coordinators_lock:
+            coordinator = self._coordinators.get(transaction_manager)
+            if coordinator is None:
+                coordinator = self._coordinators[transaction_manager] = Coordinator(
+                    self, transaction_manager)
+            return coordinator
 
     def check_journals(self) -> None:
         """Refuse a commit to ZODB members while a member's journal is unread.

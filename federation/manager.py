@@ -11,7 +11,6 @@ from ZODB.utils import u64
 
 from federation import maintenance, resolvers, split
 from federation.catalog import decode_entry, target_key
-from federation.coordinator import Coordinator
 from federation.errors import (
     AmbiguousPlacement,
     DanglingStub,
@@ -64,7 +63,8 @@ class Manager:
         self._closed = False
         self._splits = split.SplitResolver(self)
         self._stub_prefixes: dict[bytes, tuple[Any, str, type | None]] = {}
-        self.coordinator = Coordinator(self)
+        self.coordinator = federation.coordinator_for(transaction_manager)
+        self.coordinator.managers.append(self)
         for jar in jars.values():
             jar.attach(self)
 
@@ -363,12 +363,14 @@ class Manager:
         """Close every member connection; the manager cannot be used afterwards."""
         if self._closed:
             return
-        joined = [jar.member_name for jar in self.coordinator.joined]
+        own = set(map(id, self._jars.values()))
+        joined = [jar.member_name for jar in self.coordinator.joined if id(jar) in own]
         if joined:
             raise FederationError(
                 f"Cannot close the manager: members {', '.join(sorted(joined))} have changes "
                 "in the current transaction; commit or abort it first."
             )
+        self.coordinator.managers.remove(self)
         jars, self._jars = self._jars, {}
         self._closed = True
         for jar in jars.values():
