@@ -495,7 +495,11 @@ class SqlAdapter:
             raise
 
     def outcome(self, gid: str) -> bool | None:
-        self._execute(self._OUTCOMES)
+        exists = ("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'zfed_commits'"
+                  if not self.two_phase else "SELECT to_regclass('zfed_commits') IS NOT NULL")
+        found = self._execute(exists).fetchone()
+        if not found or not found[0]:
+            return None  # nothing recorded yet (and a dry run must not create the table)
         row = self._execute("SELECT outcome FROM zfed_commits WHERE gid = ?", (gid,)).fetchone()
         return None if row is None else row[0] == "committed"
 

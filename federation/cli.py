@@ -193,6 +193,12 @@ def recover_command(config: Path, dry_run: bool, commits: tuple[str, ...],
     decisions = {gid: True for gid in commits} | {gid: False for gid in aborts}
     with federation.open_config(config, recover=False) as fed:
         report = fed.recover(decisions=decisions, dry_run=dry_run)
+    settled = {*report.committed, *report.rolled_back, *(item.gid for item in report.in_doubt)}
+    unknown = sorted(set(decisions) - settled)
+    if unknown:
+        raise click.ClickException(
+            f"No transaction {unknown[0]} is in the journal of this federation; "
+            "'zfed recover CONFIG' lists those in doubt.")
     verb = "would be " if dry_run else ""
     for gid in report.committed:
         click.echo(f"{gid}: {verb}committed")

@@ -160,3 +160,14 @@ def test_pack_keeps_the_markers_of_pending_entries(tmp_path):
         fed.pack()
         record = fed.member("notes").db.storage.load(branch["marker"])[0]
         assert journal.is_marker_of(record, gid)
+
+
+def test_recover_refuses_an_unknown_transaction_id(tmp_path):
+    """zfed recover --commit GID with an id the journal does not have says so, exit status 1."""
+    with federation.open(_members(tmp_path)):
+        pass
+    config = tmp_path / "federation.toml"
+    config.write_text('[members.main]\npath = "main.fs"\n[members.notes]\npath = "notes.fs"\n')
+    result = CliRunner().invoke(main, ["recover", str(config), "--commit", "zfed-nope"])
+    assert result.exit_code == 1
+    assert "No transaction zfed-nope is in the journal" in result.output
