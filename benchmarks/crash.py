@@ -11,7 +11,9 @@ fast subset of it in ``tests/test_crash.py``).  Member kinds: ``file``,
 ``postgresql`` (a throwaway server, as the tests start it).
 ``--clients 3`` runs the concurrent variant instead: rounds of three
 processes committing at once to the same members, one of them killed at a
-random instant of a commit.
+random instant of a commit (``--no-barrier``: each client starts
+committing as soon as it has opened, so that recovery in one runs while
+others commit).
 
 Prints one summary line, and exits 1 on any violation.
 """
@@ -45,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="processes committing at once; one per round is killed")
     parser.add_argument("--commits", type=int, default=4,
                         help="commits per client and round (with --clients)")
+    parser.add_argument("--no-barrier", action="store_true",
+                        help="with --clients: clients open (and recover) while others commit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--random-share", type=float, default=0.25,
                         help="share of trials killed at a random instant instead of a step")
@@ -73,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         report = print if options.verbose else None
         if options.clients > 1:
             summary = crash_harness.run_concurrent(scenario, options.trials, options.commits,
-                                                   seed=options.seed, progress=report)
+                                                   seed=options.seed,
+                                                   barrier=not options.no_barrier,
+                                                   progress=report)
         else:
             summary = crash_harness.run(scenario, options.trials, seed=options.seed,
                                         random_share=options.random_share,

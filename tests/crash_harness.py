@@ -126,6 +126,7 @@ class Expectation:
 class Summary:
     """Counts of trials and of violations, with the first few described."""
 
+    unit: str = "trials"
     trials: int = 0
     killed: int = 0
     recovery_killed: int = 0
@@ -148,7 +149,7 @@ class Summary:
         killed = f"{self.killed} killed"
         if self.recovery_killed:
             killed += f", {self.recovery_killed} more in recovery"
-        return f"crash: {self.trials} trials ({killed}, {self.seconds:.0f} s): {figures}"
+        return f"crash: {self.trials} {self.unit} ({killed}, {self.seconds:.0f} s): {figures}"
 
 
 def spawn(scenario: Scenario, client: int, ks: list[int], counters: dict[str, dict[int, int]],
@@ -438,13 +439,18 @@ def run(scenario: Scenario, trials: int, *, seed: int = 0, random_share: float =
 
 
 def run_concurrent(scenario: Scenario, rounds: int, commits: int, *, seed: int = 0,
+                   barrier: bool = True,
                    progress: Callable[[str], None] | None = None) -> Summary:
-    """Rounds of ``scenario.clients`` processes committing at once, one killed at random."""
+    """Rounds of ``scenario.clients`` processes committing at once, one killed at random.
+
+    With ``barrier`` every client opens the federation before any commits;
+    without it, a client's recovery may run while others commit.
+    """
     rng = random.Random(seed)
     started = time.perf_counter()
     counters = setup(scenario)
     expects = {client: Expectation() for client in range(scenario.clients)}
-    summary = Summary()
+    summary = Summary(unit="rounds")
     calibration = wait(spawn(scenario, 0, [1, 2, 3], counters))
     if calibration.returncode != 0:
         raise RuntimeError(f"The calibration commits failed:\n{calibration.stderr}")
@@ -462,11 +468,13 @@ def run_concurrent(scenario: Scenario, rounds: int, commits: int, *, seed: int =
             if client == victim:
                 options = {"delay": rng.uniform(0, 1.5 * duration),
                            "kill_commit": rng.randrange(commits)}
-            children[client] = (ks, spawn(scenario, client, ks, counters, barrier=True,
+            children[client] = (ks, spawn(scenario, client, ks, counters, barrier=barrier,
                                           **options))
-        for _ks, child in children.values():  # every client opened: commits start together
-            assert child.stdout is not None and child.stdin is not None
-            if child.stdout.readline().strip() == b"R":
+        if barrier:  # every client has opened (and recovered) before any commits
+            ready = [child for _ks, child in children.values()
+                     if child.stdout is not None and child.stdout.readline().strip() == b"R"]
+            for child in ready:
+                assert child.stdin is not None
                 child.stdin.write(b"go\n")
                 child.stdin.flush()
         for client, (ks, child) in children.items():
