@@ -1,31 +1,42 @@
-"""Recovery while another process commits: a bug the crash harness found (xfail until fixed).
+"""Recovery while another process commits: bugs the crash harness found (xfail until fixed).
 
 With several processes on ZEO, :func:`federation.open` runs recovery while
-other processes may be in the middle of a commit.  Recovery takes the
-journal entry of a live, decided transaction for one a crash left behind:
-it finds the marker of a branch still missing (the live coordinator has not
-finished that member yet), redoes the branch against the serials it read,
-and by then the live coordinator has finished it, so the redo conflicts and
-the transaction is reported in doubt: ``open`` raises
-``InDoubtTransactions`` for a transaction that completed normally, and an
-operator is asked to settle it.  ``benchmarks/crash.py --members
-zeo,zeo,sqlite --clients 3`` without its start barrier hits it within a
-few rounds; this test makes the interleaving deterministic.
+other processes may be in the middle of a commit, and recovery takes a live
+transaction for one a crash left behind:
+
+1. Between the decision and the last member's finish, recovery finds that
+   member's marker missing and redoes its branch against the serials it
+   read; the live coordinator finishes the member first, the redo
+   conflicts, and ``open`` raises ``InDoubtTransactions`` for a
+   transaction that completed normally.
+2. With a PostgreSQL branch prepared and no journal entry yet, recovery
+   presumes abort: it writes a tombstone (the live coordinator's decision
+   then fails on a conflict and it rolls back its own prepared branch) and
+   runs ``ROLLBACK PREPARED``, which fails because the coordinator rolled
+   back first; ``open`` raises ``FederationError``.
+
+``benchmarks/crash.py --members zeo,zeo,sqlite --clients 3 --no-barrier``
+(and ``zeo,zeo,postgresql``) hits them within a few rounds; these tests
+make the interleavings deterministic.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import transaction
+from transaction.interfaces import TransientError
 from ZEO.ClientStorage import ClientStorage
 
 import federation
+from federation.adapters import sql
 from tests import crash_harness
-from tests.models import Item
+from tests.models import Item, Person
 
 
 @pytest.fixture
@@ -90,5 +101,85 @@ def test_opening_while_another_process_finishes_a_commit(zeo_servers) -> None:
         ClientStorage.tpc_finish, ClientStorage.tpc_begin = real_finish, real_begin
         resume.set()
         committer.join(30)
+    conn.close()
+    first.close()
+
+
+@pytest.fixture
+def person_table(postgresql_server) -> Iterator[sql.Table]:
+    """A fresh person table (its own name) in the test server's database."""
+    name = f"race_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgresql_server.dsn, autocommit=True) as db:
+        db.execute(f"CREATE TABLE {name} (id BIGINT PRIMARY KEY, name TEXT NOT NULL, "
+                   "email TEXT, owner TEXT)")
+    yield sql.Table(name, Person, key="id", columns={"name": "name", "email": "email"},
+                    refs={"owner": "owner"})
+    with psycopg.connect(postgresql_server.dsn, autocommit=True) as db:
+        db.execute(f"DROP TABLE {name}")
+
+
+@pytest.mark.server
+@pytest.mark.xfail(strict=True, reason=(
+    "Bug found by the crash harness: recovery in a process that opens the federation rolls back "
+    "a PostgreSQL transaction prepared by a live coordinator in another process, which rolls it "
+    "back itself first; ROLLBACK PREPARED then fails and open() raises FederationError."))
+def test_opening_while_another_process_has_prepared(zeo_servers, postgresql_server,
+                                                    person_table) -> None:
+    """Opening while another process has a PostgreSQL branch prepared succeeds."""
+    def members() -> dict[str, object]:
+        zodb = {name: ClientStorage(tuple(address), wait_timeout=30)
+                for name, address in zeo_servers.items()}
+        return {**zodb, "c": sql.postgresql("c", postgresql_server.dsn, person_table)}
+
+    first = federation.open(members())
+    tm = transaction.TransactionManager()
+    conn = first.open(tm)
+    conn.root("a")["x"] = Item("x")
+    conn.root("b")["y"] = Item("y")
+    row = Person("p")
+    conn.add(row, "c")
+    tm.commit()
+    paused, resume, finished = threading.Event(), threading.Event(), threading.Event()
+    real_prepare, real_finish = sql.SqlAdapter.prepare, sql.SqlAdapter.finish_prepared
+    outcome: list[BaseException | None] = []
+
+    def prepare(adapter):
+        real_prepare(adapter)
+        if threading.current_thread() is committer:  # PREPARE TRANSACTION done, first in order
+            paused.set()
+            assert resume.wait(30)
+
+    def finish_prepared(adapter, xid, commit):
+        if paused.is_set() and not resume.is_set():  # recovery chose: let the coordinator end
+            resume.set()
+            assert finished.wait(30)
+        return real_finish(adapter, xid, commit)
+
+    def commit() -> None:
+        try:
+            conn.root("a")["x"].title = "x2"
+            conn.root("b")["y"].title = "y2"
+            row.email = "p@example.org"
+            tm.commit()
+            outcome.append(None)
+        except BaseException as error:  # the coordinator's own outcome, checked below
+            outcome.append(error)
+            tm.abort()
+        finally:
+            finished.set()
+
+    sql.SqlAdapter.prepare, sql.SqlAdapter.finish_prepared = prepare, finish_prepared
+    try:
+        committer = threading.Thread(target=commit)
+        committer.start()
+        assert paused.wait(30)
+        second = federation.open(members())  # FederationError today: the xact does not exist
+        assert second.recovery.rolled_back
+        second.close()
+    finally:
+        sql.SqlAdapter.prepare, sql.SqlAdapter.finish_prepared = real_prepare, real_finish
+        resume.set()
+        committer.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], TransientError)
     conn.close()
     first.close()
