@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                                         recovery_share=options.recovery_share, progress=report)
     for detail in summary.details:
         print(detail)
+    if summary.tombstones:
+        print(f"crash: {summary.tombstones} tombstones left in the commit journal")
     print(f"{summary.line()} [members {options.members}"
           f"{f', {options.clients} clients' if options.clients > 1 else ''}]")
     return 0 if summary.ok else 1

@@ -130,6 +130,7 @@ class Summary:
     trials: int = 0
     killed: int = 0
     recovery_killed: int = 0
+    tombstones: int = 0  # "aborted" journal entries at the last check: never deleted
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VIOLATIONS, 0))
     details: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -240,7 +241,8 @@ def settle(scenario: Scenario, expect: Expectation, result: ChildResult,
     expect.absent.update(pending[1:])
 
 
-def verify(scenario: Scenario, expects: dict[int, Expectation]) -> list[tuple[str, str]]:
+def verify(scenario: Scenario, expects: dict[int, Expectation],
+           summary: Summary | None = None) -> list[tuple[str, str]]:
     """Reopen (recovery runs) and check every invariant; the violations found."""
     import transaction
 
@@ -256,7 +258,7 @@ def verify(scenario: Scenario, expects: dict[int, Expectation]) -> list[tuple[st
         rows = _rows(scenario)
         for client, expect in expects.items():
             violations += _check_client(scenario, conn, rows, client, expect)
-        violations += _left_over(scenario, conn)
+        violations += _left_over(scenario, conn, summary)
         conn.close()
     finally:
         transaction.abort()
@@ -264,15 +266,21 @@ def verify(scenario: Scenario, expects: dict[int, Expectation]) -> list[tuple[st
     return violations
 
 
-def _left_over(scenario: Scenario, conn: Any) -> list[tuple[str, str]]:
-    """Journal entries that are not tombstones, and our prepared PostgreSQL transactions."""
+def _left_over(scenario: Scenario, conn: Any,
+               summary: Summary | None) -> list[tuple[str, str]]:
+    """Journal entries that are not tombstones, and our prepared PostgreSQL transactions.
+
+    The tombstones are counted in ``summary``.
+    """
     from federation.catalog import CATALOG_ATTRIBUTE
 
     found = []
+    tombstones = 0
     for name in scenario.zodb:
         journal = getattr(getattr(conn.root(name), CATALOG_ATTRIBUTE), "journal", None) or {}
         for gid, entry in journal.items():
             state = entry.decode()["state"]
+            tombstones += state == "aborted"
             if state != "aborted":
                 found.append(("left over", f"member {name} keeps a {state} entry {gid}"))
     if "postgresql" in scenario.kinds:
@@ -281,6 +289,8 @@ def _left_over(scenario: Scenario, conn: Any) -> list[tuple[str, str]]:
         with psycopg.connect(scenario.dsn, autocommit=True) as db:
             for (gid,) in db.execute("SELECT gid FROM pg_prepared_xacts WHERE gid LIKE 'zfed-%'"):
                 found.append(("left over", f"PostgreSQL keeps prepared transaction {gid}"))
+    if summary is not None:
+        summary.tombstones = tombstones
     return found
 
 
@@ -427,7 +437,7 @@ def run(scenario: Scenario, trials: int, *, seed: int = 0, random_share: float =
             if again.returncode not in (0, -signal.SIGKILL):
                 summary.add([("failed to open", f"recovery failed: {again.stderr[-2000:]}")],
                             f"trial {trial} ({how})")
-        violations = verify(scenario, {0: expect})
+        violations = verify(scenario, {0: expect}, summary)
         summary.trials += 1
         summary.add(violations, f"trial {trial} (transaction {k}, killed at {how})")
         if progress is not None and violations:
@@ -485,7 +495,7 @@ def run_concurrent(scenario: Scenario, rounds: int, commits: int, *, seed: int =
                               f"{result.stderr[-2000:]}")], f"round {round_}")
             summary.killed += result.returncode == -signal.SIGKILL
             settle(scenario, expects[client], result, ks)
-        violations = verify(scenario, expects)
+        violations = verify(scenario, expects, summary)
         summary.trials += 1
         summary.add(violations, f"round {round_} (client {victim} killed)")
         if progress is not None and violations:
