@@ -91,8 +91,8 @@ def test_opening_while_another_process_finishes_a_commit(zeo_servers) -> None:
             finished.set()
 
     ClientStorage.tpc_finish, ClientStorage.tpc_begin = tpc_finish, tpc_begin
+    committer = threading.Thread(target=commit)
     try:
-        committer = threading.Thread(target=commit)
         committer.start()
         assert paused.wait(30)
         second = federation.open(members())  # InDoubtTransactions today
@@ -101,8 +101,8 @@ def test_opening_while_another_process_finishes_a_commit(zeo_servers) -> None:
         ClientStorage.tpc_finish, ClientStorage.tpc_begin = real_finish, real_begin
         resume.set()
         committer.join(30)
-    conn.close()
-    first.close()
+        conn.close()
+        first.close()
 
 
 @pytest.fixture
@@ -169,8 +169,8 @@ def test_opening_while_another_process_has_prepared(zeo_servers, postgresql_serv
             finished.set()
 
     sql.SqlAdapter.prepare, sql.SqlAdapter.finish_prepared = prepare, finish_prepared
+    committer = threading.Thread(target=commit)
     try:
-        committer = threading.Thread(target=commit)
         committer.start()
         assert paused.wait(30)
         second = federation.open(members())  # FederationError today: the xact does not exist
@@ -180,6 +180,6 @@ def test_opening_while_another_process_has_prepared(zeo_servers, postgresql_serv
         sql.SqlAdapter.prepare, sql.SqlAdapter.finish_prepared = real_prepare, real_finish
         resume.set()
         committer.join(30)
+        conn.close()
+        first.close()
     assert len(outcome) == 1 and isinstance(outcome[0], TransientError)
-    conn.close()
-    first.close()
