@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="commits per client and round (with --clients)")
     parser.add_argument("--no-barrier", action="store_true",
                         help="with --clients: clients open (and recover) while others commit")
+    parser.add_argument("--key", choices=("integer", "uuid"), default="integer",
+                        help="kind of the SQL members' keys")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--random-share", type=float, default=0.25,
                         help="share of trials killed at a random instant instead of a step")
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="zfed-crash-"))
         scenario = crash_harness.Scenario(kinds, folder, clients=options.clients,
-                                          key="uuid" if options.clients > 1 else "integer")
+                                          key=options.key)
         scenario.zeo = stack.enter_context(crash_harness.zeo_servers(
             folder, [name for name in scenario.zodb if scenario.kind(name) == "zeo"]))
         if "postgresql" in kinds:

@@ -399,6 +399,8 @@ def run(scenario: Scenario, trials: int, *, seed: int = 0, random_share: float =
         progress: Callable[[str], None] | None = None) -> Summary:
     """``trials`` sequential trials on one client: each killed at a step or at random.
 
+    The kill points are taken in turns: each once per turn, in a random order.
+
     After a share ``recovery_share`` of the kills that leave a journal entry,
     the next process to open is killed too, at one of the first events of
     its recovery.
@@ -415,12 +417,15 @@ def run(scenario: Scenario, trials: int, *, seed: int = 0, random_share: float =
     settle(scenario, expect, calibration, [k])
     kill_points = steps(calibration.events[-1])
     duration = calibration.durations[-1]
+    turn: list[str] = []
     for trial in range(trials):
         k += 1
         if rng.random() < random_share:
             kill_at, delay, how = None, rng.uniform(0, 1.5 * duration), "random instant"
         else:
-            kill_at, delay = kill_points[trial % len(kill_points)], None
+            if not turn:  # every kill point once per turn, in a random order
+                turn = rng.sample(kill_points, len(kill_points))
+            kill_at, delay = turn.pop(), None
             how = kill_at
         result = wait(spawn(scenario, 0, [k], counters, kill_at=kill_at, delay=delay))
         if result.returncode not in (0, -signal.SIGKILL):

@@ -7,6 +7,7 @@ A fast subset of ``benchmarks/crash.py`` (the logic is in
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def assert_clean(summary: crash_harness.Summary) -> None:
 
 
 def test_every_step_of_two_filestorages_and_sqlite(tmp_path: Path) -> None:
-    """Killed at each step of 30 commits on the same files: nothing half-applied or misdirected."""
+    """Killed at 30 points of commits on the same files: nothing half-applied or misdirected."""
     summary = crash_harness.run(Scenario(["file", "file", "sqlite"], str(tmp_path)), 30,
                                 random_share=0.2)
     assert summary.trials == 30 and summary.killed >= 20
@@ -44,10 +45,9 @@ def test_the_harness_sees_what_recovery_repairs(tmp_path: Path) -> None:
 
 @pytest.mark.server
 def test_filestorages_and_postgresql(tmp_path: Path, postgresql_server) -> None:
-    """A two-phase PostgreSQL member, killed at the first steps of its commits, recovers."""
+    """With a two-phase PostgreSQL member, kills at steps and instants leave nothing half-done."""
     scenario = Scenario(["file", "file", "postgresql"], str(tmp_path),
-                        dsn=postgresql_server.dsn, table=f"crash_{tmp_path.name[-8:]}".replace(
-                            "-", "_"))
+                        dsn=postgresql_server.dsn, table=f"crash_{uuid.uuid4().hex[:12]}")
     assert_clean(crash_harness.run(scenario, 8, random_share=0.25))
 
 
