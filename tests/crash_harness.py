@@ -410,11 +410,11 @@ def run(scenario: Scenario, trials: int, *, seed: int = 0, random_share: float =
     counters = setup(scenario)
     expect = Expectation()
     summary = Summary()
-    k = 1
-    calibration = wait(spawn(scenario, 0, [k], counters))  # traced, not killed
+    k = 2  # traced, not killed; the second commit is the steady state (the first makes indexes)
+    calibration = wait(spawn(scenario, 0, [1, 2], counters))
     if calibration.returncode != 0:
-        raise RuntimeError(f"The calibration commit failed:\n{calibration.stderr}")
-    settle(scenario, expect, calibration, [k])
+        raise RuntimeError(f"The calibration commits failed:\n{calibration.stderr}")
+    settle(scenario, expect, calibration, [1, 2])
     kill_points = steps(calibration.events[-1])
     duration = calibration.durations[-1]
     turn: list[str] = []
