@@ -272,14 +272,15 @@ def _left_over(scenario: Scenario, conn: Any,
 
     The tombstones are counted in ``summary``.
     """
-    from federation.catalog import CATALOG_ATTRIBUTE
+    from federation import journal
+    from federation.catalog import CATALOG_ATTRIBUTE, journal_items
 
     found = []
     tombstones = 0
     for name in scenario.zodb:
-        journal = getattr(getattr(conn.root(name), CATALOG_ATTRIBUTE), "journal", None) or {}
-        for gid, entry in journal.items():
-            state = entry.decode()["state"]
+        tree = getattr(getattr(conn.root(name), CATALOG_ATTRIBUTE), "journal", None)
+        for gid, entry in journal_items(tree):
+            state = journal.decode(entry)["state"]
             tombstones += state == "aborted"
             if state != "aborted":
                 found.append(("left over", f"member {name} keeps a {state} entry {gid}"))

@@ -1,4 +1,4 @@
-"""Recovery while another process commits: races the crash harness found.
+"""Recovery while another process commits: races the crash harness found (both fixed).
 
 With several processes on ZEO, :func:`federation.open` runs recovery while
 other processes may be in the middle of a commit, and recovery can take a
@@ -13,10 +13,10 @@ live transaction for one a crash left behind:
 2. With a PostgreSQL branch prepared and no journal entry yet, recovery
    presumes abort: it writes a tombstone (the live coordinator's decision
    then fails on a conflict and it rolls back its own prepared branch) and
-   runs ``ROLLBACK PREPARED``, which fails because the coordinator rolled
-   back first; ``open`` raises ``FederationError``.  Still open: marked
-   ``xfail`` (strict) until recovery treats a prepared transaction that is
-   gone as settled.
+   runs ``ROLLBACK PREPARED``, which failed because the coordinator rolled
+   back first: ``open`` raised ``FederationError`` before commit ea195bb
+   ("treats a prepared branch finished meanwhile as settled"); the test now
+   guards the fix.
 
 ``benchmarks/crash.py --members zeo,zeo,sqlite --clients 3 --no-barrier``
 (and ``zeo,zeo,postgresql``) hit them within a few rounds; these tests
@@ -131,10 +131,6 @@ def person_table(postgresql_server) -> Iterator[sql.Table]:
 
 
 @pytest.mark.server
-@pytest.mark.xfail(strict=True, reason=(
-    "Bug found by the crash harness: recovery in a process that opens the federation rolls back "
-    "a PostgreSQL transaction prepared by a live coordinator in another process, which rolls it "
-    "back itself first; ROLLBACK PREPARED then fails and open() raises FederationError."))
 def test_opening_while_another_process_has_prepared(zeo_servers, postgresql_server,
                                                     person_table) -> None:
     """Opening while another process has a PostgreSQL branch prepared succeeds."""
@@ -185,7 +181,7 @@ def test_opening_while_another_process_has_prepared(zeo_servers, postgresql_serv
     try:
         committer.start()
         assert paused.wait(30)
-        second = federation.open(members())  # FederationError today: the xact does not exist
+        second = federation.open(members())  # FederationError before ea195bb: the xact is gone
         assert second.recovery.rolled_back
         second.close()
     finally:
