@@ -84,6 +84,8 @@ class RecoveryReport:
     in_doubt: list[InDoubt] = field(default_factory=list)
     #: ZODB members whose journal could not be read (unavailable at open).
     unread: list[str] = field(default_factory=list)
+    #: Entries of transactions found finished everywhere, deleted (nothing to do).
+    finished: list[str] = field(default_factory=list)
 
 
 class _Unsettled(Exception):
@@ -324,9 +326,10 @@ def _settle(federation: FederationView, holder: Any, gid: str, entry: dict[str, 
         return
     force = gid in decisions
     problems: list[_Unsettled] = []
+    acted = not outcome  # deciding to roll back is news; finding a commit finished is not
     for branch in entry["branches"]:
         try:
-            _drive(federation, gid, branch, outcome, force)
+            acted = _drive(federation, gid, branch, outcome, force) or acted
         except _Unsettled as problem:
             problems.append(problem)
     if problems:
@@ -336,6 +339,9 @@ def _settle(federation: FederationView, holder: Any, gid: str, entry: dict[str, 
         return
     if _writable(holder):  # else the next writable open deletes it (settling is idempotent)
         _write(holder, lambda tree: tree.pop(gid, None))
+    if not acted:  # its own process finished it and had not deleted the entry yet
+        report.finished.append(gid)
+        return
     (report.committed if outcome else report.rolled_back).append(gid)
     log.log(level, "Recovery %s transaction %s over members %s.",
             "committed" if outcome else "rolled back", gid, ", ".join(members))
@@ -362,18 +368,19 @@ def _last_resource(federation: FederationView, gid: str, last: dict[str, str] | 
 
 
 def _drive(federation: FederationView, gid: str, branch: dict[str, Any], outcome: bool,
-           force: bool) -> None:
+           force: bool) -> bool:
+    """Bring one branch to ``outcome``; whether there was anything to do."""
     member = federation.members_by_id.get(branch["member_id"])
     if member is None or not member.available:
         raise _Unsettled(branch["name"], "the member is not available")
     if branch["kind"] == "zodb":
-        if outcome:
-            _redo(member, gid, branch, force)
-        return
+        return outcome and _redo(member, gid, branch, force)
     adapter = member.factory()
     try:
-        if branch["xid"] in adapter.recover(0.0):
-            _finish_prepared(adapter, branch["xid"], commit=outcome)
+        if branch["xid"] not in adapter.recover(0.0):
+            return False
+        _finish_prepared(adapter, branch["xid"], commit=outcome)
+        return True
     finally:
         adapter.close()
 
@@ -387,11 +394,14 @@ def _finish_prepared(adapter: Any, xid: str, *, commit: bool) -> None:
             raise  # still prepared: a real failure
 
 
-def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> None:
-    """Apply a ZODB branch whose marker is missing, against the serials it read."""
+def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> bool:
+    """Apply a ZODB branch whose marker is missing, against the serials it read.
+
+    Returns False when the branch was applied already.
+    """
     storage = member.db.storage
     if _applied(storage, gid, branch["marker"]):
-        return
+        return False
     meta = TransactionMetaData("", f"zodb-federation: recovery of {gid}")
     storage.tpc_begin(meta)
     try:
@@ -403,7 +413,7 @@ def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> None:
     except ConflictError as error:
         storage.tpc_abort(meta)
         if _applied(storage, gid, branch["marker"], sync=True):
-            return  # its coordinator, or another process's recovery, finished it meanwhile
+            return False  # its coordinator, or another recovery, finished it meanwhile
         oid = getattr(error, "oid", None)
         objects = [f"oid {u64(oid)}"] if oid else []
         raise _Unsettled(member.name, "another writer changed the same objects and conflict "
@@ -417,6 +427,7 @@ def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> None:
     mvcc = getattr(member.db, "_mvcc_storage", None)
     if mvcc is not None:
         mvcc.invalidate(tid, [oid for oid, _serial, _data in branch["records"]])
+    return True
 
 
 def _applied(storage: Any, gid: str, marker: bytes, *, sync: bool = False) -> bool:
