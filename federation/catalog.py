@@ -87,6 +87,16 @@ reaches any more are removed by the federation's pack
     packing this member does not collect them.  The federation's own mark
     does not follow it.
 
+``generation`` (``BTrees.Length.Length``)
+    A counter that every change to *existing* index entries bumps:
+    :func:`federation.maintenance.reindex`, :func:`federation.maintenance.prune`
+    (after a pack) and the rewrite of a renamed target's stub.  New entries
+    do not bump it.  Connections keep what they resolved from the indexes
+    across transactions, and drop it when this record (or the catalog's) is
+    invalidated (:meth:`federation.connection.FederatedConnection.newTransaction`);
+    a ``Length`` merges concurrent bumps instead of raising a ``ConflictError``.
+    Catalogs made by older releases get it on the first bump.
+
 ``splits`` (:class:`Index`)
     In a secondary member: ``split key -> secondary record`` of a split
     object (:mod:`federation.split`), a real reference, which keeps the
@@ -108,6 +118,7 @@ from __future__ import annotations
 import pickle
 import uuid as _uuid
 
+from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 from ZODB._compat import _protocol
@@ -145,11 +156,20 @@ class Catalog(Persistent):
         self.splits = Index()
         self.unique = Index()
         self.stable_ids = Index()
+        self.generation = Length()
 
     @staticmethod
     def new_member_id() -> str:
         """A new, random member id."""
         return _uuid.uuid4().hex
+
+
+def bump_generation(catalog: Catalog) -> None:
+    """Tell every connection that existing index entries of ``catalog`` changed."""
+    generation = getattr(catalog, "generation", None)
+    if generation is None:
+        generation = catalog.generation = Length()
+    generation.change(1)
 
 
 class Stub(Persistent):

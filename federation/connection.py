@@ -29,8 +29,10 @@ import uuid as _uuid
 from typing import TYPE_CHECKING, Any
 
 import BTrees
+from BTrees.Length import Length
 from persistent import Persistent
 from persistent.wref import WeakRef
+from transaction.interfaces import TransientError
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.Connection import Connection, TransactionMetaData
 from ZODB.POSException import ConflictError, POSKeyError, ReadOnlyHistoryError
@@ -46,6 +48,7 @@ from federation.catalog import (
     Catalog,
     Index,
     Stub,
+    bump_generation,
     decode_entry,
     decode_uuid_entry,
     encode_entry,
@@ -61,6 +64,7 @@ from federation.errors import (
     ReadOnlyMember,
 )
 from federation.journal import JournalEntry
+from federation.records import is_stub, stub_data
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -69,6 +73,14 @@ if TYPE_CHECKING:
 
 #: Storage errors that mean "the member went away", not "the data is bad".
 UNREACHABLE_ERRORS = (ClientDisconnected, ConnectionError, TimeoutError)
+
+#: The fewest entries a connection's resolution caches keep (see ``_zfed_trim``).
+RESOLUTION_CACHE_MIN = 1000
+
+
+def _newest(cache: dict[Any, Any], count: int) -> dict[Any, Any]:
+    """The ``count`` entries of ``cache`` added last."""
+    return dict(itertools.islice(cache.items(), len(cache) - count, None))
 
 
 class ObjectMissing(DanglingStub, POSKeyError):
@@ -176,9 +188,10 @@ class FederatedWriter(ObjectWriter):
             return self._serialize_bucket(obj)
         jar = self._jar
         # In uuid members every stored object gets its uuid before it is written;
-        # not the root, nor our own records, nor anything before the catalog exists.
+        # not the root, nor our own records (a Length keeps only its value: the
+        # catalog's generation), nor anything before the catalog exists.
         if (jar._zfed_member.kind == "uuid" and obj._p_oid != z64
-                and not isinstance(obj, (Catalog, Stub, JournalEntry))
+                and not isinstance(obj, (Catalog, Stub, JournalEntry, Length))
                 and jar._catalog() is not None):
             jar._ensure_uuid(obj, on_store=True)
         return super().serialize(obj)
@@ -216,13 +229,17 @@ class FederatedConnection(Connection):
         super().__init__(db, cache_size, before, cache_size_bytes)
         self._reader = FederatedReader(self, self._cache, self._db.classFactory)
         self._zfed_member = db.federation_member
-        # Committed knowledge, kept across transactions (a stub changes only by
-        # retarget_stub, when its foreign target was renamed).
+        # Committed knowledge, kept across transactions while the records it came
+        # from are current (see newTransaction), and bounded (see _zfed_trim).
         self._zfed_stub_of_target: dict[bytes, bytes] = {}
         self._zfed_uuid_targets: dict[bytes, tuple[bytes, type | None]] = {}
         self._zfed_uuid_checked: dict[int, bytes] = {}  # UUID as int -> oid of its object
         self._zfed_classes: dict[bytes, type] = {}
         self._zfed_catalog_obj: Catalog | None = None
+        # Oids whose invalidation means existing index entries changed: the catalog's
+        # and its generation counter's (None: not known yet).
+        self._zfed_watch: frozenset[bytes] | None = None
+        self._zfed_forgot = False  # the caches were dropped in this transaction
         # Stub oid -> (connection, oid, class), valid while one manager holds this connection.
         self._zfed_resolved: dict[bytes, tuple[Any, bytes, type]] = {}
         # Stub oid -> (old target key, new target key, new key): renames to write on commit.
@@ -232,11 +249,103 @@ class FederatedConnection(Connection):
     # -- pending work of the current transaction ----------------------------
 
     def _zfed_forget(self) -> None:
-        """Drop what this connection learned from the indexes (they were rebuilt)."""
+        """Drop what this connection learned from the indexes (they are being rebuilt).
+
+        Other members' connections of the same manager drop their stub
+        resolutions too (those into a ``uuid`` member came from its index);
+        and again if the transaction is aborted.
+        """
+        self._zfed_drop_caches()
+        self._zfed_forgot = True
+        manager = self._zfed_manager
+        if manager is not None:
+            manager._forget_resolutions()
+
+    def _zfed_drop_caches(self) -> None:
         self._zfed_stub_of_target.clear()
         self._zfed_uuid_targets.clear()
         self._zfed_uuid_checked.clear()
         self._zfed_resolved.clear()
+
+    def newTransaction(self, transaction: Any, sync: bool = True) -> None:
+        """``Connection.newTransaction``; the invalidations also reach our caches.
+
+        What this connection caches (stub resolutions, the stubs of targets,
+        uuid resolutions) was read from the catalog's indexes and from stub
+        records, and new index entries never change an existing one.  So an
+        entry stays valid until its stub record changes (dropped here, by
+        oid) or existing index entries change, which bumps the catalog's
+        ``generation`` (reindex, prune after a pack, a stub rewritten after a
+        rename; see :mod:`federation.catalog`): then everything is dropped,
+        here and in the manager's other connections.  The check costs one
+        pass over the invalidated oids, as ZODB's own.
+        """
+        self._readCurrent.clear()
+        self._storage.sync(sync)
+        invalidated = self._storage.poll_invalidations()
+        if invalidated is None:
+            # special value: the transaction is so old that the whole cache goes
+            invalidated = self._cache.cache_data.copy()
+            self._zfed_generation_changed()
+        elif invalidated:
+            self._zfed_invalidated(invalidated)
+        self._cache.invalidate(invalidated)
+        self._zfed_trim()
+
+    def _zfed_invalidated(self, oids: Any) -> None:
+        """Drop what the records ``oids`` (changed by another connection) told us."""
+        watch = self._zfed_watch
+        if watch is None:
+            catalog = self._zfed_catalog_obj
+            if catalog is None or catalog._p_oid is None:
+                return  # no catalog read yet: nothing learned from one
+            self._zfed_watch_catalog(catalog)  # the catalog this connection created
+            watch = self._zfed_watch
+        if not watch.isdisjoint(oids):
+            self._zfed_generation_changed()
+            return
+        resolved = self._zfed_resolved
+        if resolved:
+            pop = resolved.pop
+            for oid in oids:
+                if pop(oid, None) is not None:  # a stub we resolved was rewritten (or undone)
+                    self._zfed_stub_of_target.clear()
+
+    def _zfed_generation_changed(self) -> None:
+        """Existing index entries changed (or may have): drop everything derived from them."""
+        self._zfed_drop_caches()
+        self._zfed_catalog_obj = None  # found again, and its watched oids with it
+        self._zfed_watch = None
+        manager = self._zfed_manager
+        if manager is not None:
+            manager._forget_resolutions()
+
+    def _zfed_watch_catalog(self, catalog: Catalog) -> None:
+        """Remember the oids whose invalidation means ``catalog``'s entries changed."""
+        generation = getattr(catalog, "generation", None)
+        oids = {catalog._p_oid}
+        if getattr(generation, "_p_oid", None) is not None:
+            oids.add(generation._p_oid)
+        self._zfed_watch = frozenset(oids)
+
+    def _zfed_trim(self) -> None:
+        """Bound the caches like the pickle cache: keep the newest entries when too many.
+
+        Each keeps at most ``max(RESOLUTION_CACHE_MIN, 2 * cache size)``
+        entries at a transaction boundary; a dropped entry is read again
+        from the index buckets (which the pickle cache keeps) when needed.
+        """
+        limit = max(RESOLUTION_CACHE_MIN, 2 * self._cache.cache_size)
+        if len(self._zfed_resolved) > limit:
+            self._zfed_resolved = _newest(self._zfed_resolved, limit // 2)
+        if len(self._zfed_stub_of_target) > limit:
+            self._zfed_stub_of_target = _newest(self._zfed_stub_of_target, limit // 2)
+        if len(self._zfed_uuid_targets) > limit:
+            self._zfed_uuid_targets = _newest(self._zfed_uuid_targets, limit // 2)
+        if len(self._zfed_uuid_checked) > limit:
+            self._zfed_uuid_checked = _newest(self._zfed_uuid_checked, limit // 2)
+        if len(self._zfed_classes) > limit:
+            self._zfed_classes = {}
 
     def _zfed_reset_pending(self) -> None:
         # The index writes of this transaction, applied at vote (stubs, uuids,
@@ -262,6 +371,8 @@ class FederatedConnection(Connection):
             catalog = getattr(root, CATALOG_ATTRIBUTE, None)
             if catalog is not None:
                 self._zfed_member.catalog_found(catalog)
+                if catalog._p_oid is not None:
+                    self._zfed_watch_catalog(catalog)
             self._zfed_catalog_obj = catalog
         return catalog
 
@@ -659,18 +770,25 @@ class FederatedConnection(Connection):
         for stub_oid, retarget in self._zfed_writing.items():
             if self._zfed_retargets.get(stub_oid) == retarget:
                 del self._zfed_retargets[stub_oid]
+        self._zfed_forgot = False
         self._zfed_reset_pending()
 
     def tpc_abort(self, transaction: Any) -> None:
         self._unbuffer()
-        self._zfed_reset_pending()
+        self._zfed_end_aborted()
         self._abort()  # what transaction's abort() does first for a resource that did not vote
         super().tpc_abort(transaction)
 
     def abort(self, transaction: Any) -> None:
         self._unbuffer()
-        self._zfed_reset_pending()
+        self._zfed_end_aborted()
         super().abort(transaction)
+
+    def _zfed_end_aborted(self) -> None:
+        if self._zfed_forgot:  # cached from index entries this transaction changed
+            self._zfed_forget()
+        self._zfed_forgot = False
+        self._zfed_reset_pending()
 
     def savepoint(self) -> Any:
         savepoint = super().savepoint()
@@ -761,8 +879,18 @@ class FederatedConnection(Connection):
         """Rewrite the stubs :meth:`retarget_stub` recorded, as part of this transaction.
 
         They stay recorded until the transaction finishes (``tpc_finish``).
+        A rewrite whose stub is gone (collected by a pack) or no longer names
+        the old key (rewritten by another process) is dropped: there is
+        nothing left to rewrite.
         """
+        for stub_oid, (old, _new, _key) in list(self._zfed_retargets.items()):
+            if not self._names_target(stub_oid, old):
+                del self._zfed_retargets[stub_oid]
+                self._zfed_resolved.pop(stub_oid, None)
+                self._zfed_stub_of_target.clear()
         self._zfed_writing = dict(self._zfed_retargets)
+        if self._zfed_writing:
+            bump_generation(self._require_catalog("rewrite stubs"))
         for stub_oid, (old, new, new_key) in self._zfed_writing.items():
             stub = self.get(stub_oid)
             stub.key = new_key  # registers: the stub record is stored with its new key
@@ -770,6 +898,21 @@ class FederatedConnection(Connection):
             if self.index_get("stubs_by_target", new) is None:
                 self.index_later("stubs_by_target", new, stub_oid)
             self.index_later("stubs_by_oid", stub_oid, encode_entry(stub.entry()))
+
+    def _names_target(self, stub_oid: bytes, tkey: bytes) -> bool:
+        """True if the stub record ``stub_oid`` exists and names the target key ``tkey``."""
+        try:
+            record, _serial = self._storage.load(stub_oid)
+            if not is_stub(record):
+                return False
+            entry = decode_entry(stub_data(record)[0])
+        except POSKeyError:
+            return False
+        except (ConflictError, TransientError, *UNREACHABLE_ERRORS):
+            raise
+        except Exception:
+            return False  # not a stub record we can read: nothing to rewrite
+        return target_key(entry[0], entry[2], entry[3]) == tkey
 
     def ghost(self, oid: bytes, klass: type) -> Any:
         """A ghost of this member's object ``oid`` of class ``klass``, without loading it."""
