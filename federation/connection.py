@@ -25,6 +25,7 @@ connection without a manager (``DB.open()``) commits as plain ZODB does.
 from __future__ import annotations
 
 import itertools
+import logging
 import uuid as _uuid
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +35,15 @@ from persistent import Persistent
 from persistent.wref import WeakRef
 from transaction.interfaces import TransientError
 from ZEO.Exceptions import ClientDisconnected
+from ZODB.broken import Broken
 from ZODB.Connection import Connection, TransactionMetaData
-from ZODB.POSException import ConflictError, POSKeyError, ReadOnlyHistoryError
+from ZODB.POSException import (
+    ConflictError,
+    POSError,
+    POSKeyError,
+    ReadOnlyHistoryError,
+    StateLoadError,
+)
 from ZODB.serialize import ObjectReader, ObjectWriter
 from ZODB.utils import p64, u64, z64
 from zodbpickle import binary
@@ -58,10 +66,13 @@ from federation.catalog import (
 )
 from federation.errors import (
     AmbiguousPlacement,
+    CorruptRecord,
     DanglingStub,
     FederationError,
     MemberUnavailable,
     ReadOnlyMember,
+    describe,
+    shorten,
 )
 from federation.journal import JournalEntry
 from federation.records import is_stub, stub_data
@@ -73,6 +84,11 @@ if TYPE_CHECKING:
 
 #: Storage errors that mean "the member went away", not "the data is bad".
 UNREACHABLE_ERRORS = (ClientDisconnected, ConnectionError, TimeoutError)
+
+log = logging.getLogger(__name__)
+
+#: What reading a damaged stub entry or record raises (besides federation errors).
+_DAMAGED = (ValueError, TypeError, AttributeError, LookupError, StateLoadError, FederationError)
 
 #: The fewest entries a connection's resolution caches keep (see ``_zfed_trim``).
 RESOLUTION_CACHE_MIN = 1000
@@ -123,6 +139,34 @@ class FederatedReader(ObjectReader):
         if klass is Stub:
             return self._conn._resolve_stub(oid)
         return super().load_persistent(oid, klass)
+
+    def setGhostState(self, obj: Any, pickle: bytes) -> None:
+        """``ObjectReader.setGhostState``, checking the ghost's class against the record's.
+
+        A ghost's class comes from the reference that named it: for the target
+        of a stub, the class the stub entry recorded.  An outdated or damaged
+        entry names another class; the object then takes its record's class
+        (so that it is never written back with the wrong one), or, when
+        Python cannot change its class, :class:`CorruptRecord` is raised and
+        it stays a ghost.
+        """
+        unpickler = self._get_unpickler(pickle)
+        try:
+            meta = unpickler.load()
+            state = unpickler.load()
+        except (POSError, TransientError):
+            raise
+        except Exception as error:
+            raise StateLoadError() from error
+        klass = meta[0] if type(meta) is tuple else meta
+        if klass is not type(obj) and isinstance(klass, type):
+            self._conn._wrong_class(obj, klass)
+        try:
+            obj.__setstate__(state)
+        except (POSError, TransientError):
+            raise
+        except Exception as error:
+            raise StateLoadError() from error
 
 
 _BTREES_MODULES = [module for family in (BTrees.family32, BTrees.family64)
@@ -412,13 +456,41 @@ class FederatedConnection(Connection):
         return obj._p_jar
 
     def _find_stub(self, tkey: bytes) -> bytes | None:
+        """The stub naming the target key ``tkey``, or None: a new one is made.
+
+        A ``stubs_by_target`` entry is used only if its stub names that target
+        (an entry naming another stub, damaged or outdated, would make the new
+        reference read back as another object); a new stub replaces it.
+        """
         oid = self._zfed_stub_of_target.get(tkey)
+        if oid is not None:
+            return oid
+        oid = self._zfed_index_ops.get(("stubs_by_target", tkey))
+        if oid is not None:
+            return oid
+        catalog = self._require_catalog("store references to other members")
+        oid = catalog.stubs_by_target.get(tkey)
         if oid is None:
-            oid = self._zfed_index_ops.get(("stubs_by_target", tkey))
-        if oid is None:
-            catalog = self._require_catalog("store references to other members")
-            oid = catalog.stubs_by_target.get(tkey)
+            return None
+        if not self._stub_names(oid, tkey):
+            log.warning("Member %r: stubs_by_target names the stub with oid %r for a target "
+                        "that stub does not name; a new stub replaces it.",
+                        self._zfed_member.name, oid)
+            return None
+        self._zfed_stub_of_target[tkey] = oid
         return oid
+
+    def _stub_names(self, stub_oid: Any, tkey: bytes) -> bool:
+        """True if the stub ``stub_oid`` names the target key ``tkey``, as readers see it."""
+        if type(stub_oid) is not bytes or len(stub_oid) != 8:
+            return False
+        data = self.index_get("stubs_by_oid", stub_oid)
+        if data is None:
+            return self._names_target(stub_oid, tkey)
+        if type(data) is not bytes:
+            return False
+        fields = data.split(b"\0", 5)  # see encode_entry
+        return len(fields) == 6 and fields[0] + b"\0" + fields[2] + b"\0" + fields[5] == tkey
 
     def _target_entry(self, obj: Persistent) -> tuple[bytes, tuple[str, str, str, bytes, str, str]]:
         """The stub index key and stub entry naming ``obj``, an object of this member."""
@@ -462,6 +534,8 @@ class FederatedConnection(Connection):
     def oid_for(self, kind: str, key: bytes) -> bytes | None:
         """The oid of the object an encoded key of ``kind`` names (None if unknown)."""
         if kind != "uuid":
+            if len(key) != 8:
+                raise ValueError(f"{key!r} is not an oid (8 bytes)")
             return key
         target = self._uuid_target(key)
         return target[0] if target is not None else None
@@ -817,29 +891,61 @@ class FederatedConnection(Connection):
         """The target of the stub ``stub_oid`` (a ghost, or an ``Unreachable``)."""
         resolved = self._zfed_resolved.get(stub_oid)
         if resolved is None:
-            data = self._stub_entry_data(stub_oid)
-            if isinstance(data, Unreachable):
-                return data
-            manager = self._zfed_manager
-            try:
-                if manager is None:
-                    self._zfed_placeholders = True  # dropped when a manager attaches
-                    raise MemberUnavailable(
-                        decode_entry(data)[1],
-                        cause=FederationError("the connection is not in a federation"),
-                    )
-                resolved = manager._resolve_stub_data(data)
-            except (MemberUnavailable, DanglingStub) as error:
-                return Unreachable(stub_oid, error)
-            self._zfed_resolved[stub_oid] = resolved
+            resolved = self._resolve_stub_entry(stub_oid)
+            if type(resolved) is Unreachable:
+                return resolved
         jar, oid, klass = resolved
         return jar.ghost_for_stub(oid, klass, self, stub_oid)
+
+    def _resolve_stub_entry(self, stub_oid: bytes) -> tuple[Any, bytes, type] | Unreachable:
+        """The connection, oid and class of the stub's target, now cached; else why not.
+
+        A stub that cannot be read (a damaged ``stubs_by_oid`` entry, a stub
+        record that does not decode) is a :class:`CorruptRecord` for this
+        one reference: the referrer and everything else stay readable.
+        """
+        data: Any = None
+        try:
+            data = self._stub_entry_data(stub_oid)
+            if type(data) is Unreachable:
+                return data
+            manager = self._zfed_manager
+            if manager is None:
+                self._zfed_placeholders = True  # dropped when a manager attaches
+                raise MemberUnavailable(
+                    decode_entry(data)[1],
+                    cause=FederationError("the connection is not in a federation"),
+                )
+            resolved = manager._resolve_stub_data(data)
+        except (MemberUnavailable, DanglingStub, CorruptRecord) as error:
+            return Unreachable(stub_oid, error)
+        except (ConflictError, TransientError):
+            raise
+        except _DAMAGED as error:
+            return Unreachable(stub_oid, self._corrupt_stub(stub_oid, data, error))
+        self._zfed_resolved[stub_oid] = resolved
+        return resolved
+
+    def _corrupt_stub(self, stub_oid: bytes, data: Any, error: BaseException) -> CorruptRecord:
+        """The error for the stub ``stub_oid`` whose entry ``data`` (None: its record) is bad."""
+        number = u64(stub_oid)
+        where = (f"its stubs_by_oid entry {shorten(data)}" if data is not None
+                 else "its stub record")
+        return CorruptRecord(
+            f"Member {self._zfed_member.name!r}: the stub with oid {number} (0x{number:x}) "
+            f"cannot be read from {where}: {describe(error)}. The reference to it is "
+            "unusable until it is repaired (Manager.reindex rebuilds index entries from "
+            "stub records; a damaged stub record needs a backup).",
+            member=self._zfed_member.name, record=stub_oid,
+        )
 
     def _stub_entry_data(self, stub_oid: bytes) -> bytes | Unreachable:
         """The encoded entry of a stub: from the index (as this transaction leaves it),
         else from the stub record itself."""
         data = self.index_get("stubs_by_oid", stub_oid)
         if data is not None:
+            if type(data) is not bytes:
+                raise TypeError(f"the entry is a {type(data).__qualname__}, not bytes")
             return data
         try:
             stub = self.get(stub_oid)
@@ -849,6 +955,8 @@ class FederatedConnection(Connection):
                 f"Member {self._zfed_member.name!r} has no stub record with oid "
                 f"{u64(stub_oid)}; the reference to it is dangling."
             ))
+        if not isinstance(stub, Stub):
+            raise TypeError(f"the record is a {type(stub).__qualname__}, not a stub")
         return encode_entry(stub.entry())
 
     def retarget_stub(self, old: bytes, new: bytes, new_key: bytes) -> None:
@@ -898,6 +1006,26 @@ class FederatedConnection(Connection):
             if self.index_get("stubs_by_target", new) is None:
                 self.index_later("stubs_by_target", new, stub_oid)
             self.index_later("stubs_by_oid", stub_oid, encode_entry(stub.entry()))
+
+    def _wrong_class(self, obj: Any, klass: type) -> None:
+        """Give ``obj``, a ghost being loaded, its record's class ``klass``."""
+        if issubclass(klass, Broken) and issubclass(type(obj), klass):
+            return  # the record's class is missing: ZODB made a PersistentBroken of it
+        number = u64(obj._p_oid)
+        named = f"{type(obj).__module__}.{type(obj).__qualname__}"
+        real = f"{klass.__module__}.{klass.__qualname__}"
+        try:
+            obj.__class__ = klass  # while being loaded: this registers no change
+        except TypeError as error:
+            raise CorruptRecord(
+                f"Member {self._zfed_member.name!r}: the record with oid {number} "
+                f"(0x{number:x}) is a {real}, but a reference (an outdated or damaged stub "
+                f"entry) named it as a {named}, and it cannot be loaded as one: {error}.",
+                member=self._zfed_member.name, record=obj._p_oid,
+            ) from None
+        log.warning("Member %r: the record with oid %d is a %s, but a reference named it as "
+                    "a %s (an outdated or damaged stub entry); it is loaded as a %s.",
+                    self._zfed_member.name, number, real, named, real)
 
     def _names_target(self, stub_oid: bytes, tkey: bytes) -> bool:
         """True if the stub record ``stub_oid`` exists and names the target key ``tkey``."""
