@@ -359,7 +359,11 @@ class FederatedConnection(Connection):
             catalog = self._zfed_catalog_obj
             if catalog is None or catalog._p_oid is None:
                 return  # no catalog read yet: nothing learned from one
-            self._zfed_watch_catalog(catalog)  # the catalog this connection created
+            try:
+                self._zfed_watch_catalog(catalog)  # the catalog this connection created
+            except (POSError, *UNREACHABLE_ERRORS):
+                self._zfed_generation_changed()  # unknown: start over
+                return
             watch = self._zfed_watch
         if not watch.isdisjoint(oids):
             self._zfed_generation_changed()
@@ -861,6 +865,8 @@ class FederatedConnection(Connection):
             if self._zfed_retargets.get(stub_oid) == retarget:
                 del self._zfed_retargets[stub_oid]
         self._zfed_forgot = False
+        if self._zfed_watch is not None and len(self._zfed_watch) == 1:
+            self._zfed_watch = None  # the catalog may have got its generation: look again
         self._zfed_reset_pending()
 
     def tpc_abort(self, transaction: Any) -> None:

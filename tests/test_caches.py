@@ -55,6 +55,33 @@ def test_uuid_lookup_follows_a_reindex_by_another_manager(uuid_fed):
     m2.close()
 
 
+def test_uuid_lookups_follow_reindexes_of_a_catalog_from_an_older_release(uuid_fed):
+    """A catalog without a generation counter gets one from the first reindex; a manager
+    notices that reindex, and the next one, which changes only the counter."""
+    (m1, tm1), (m2, tm2) = _two(uuid_fed)
+    root = m1.root("main")
+    for title in ("first", "second", "third"):
+        root[title] = Item(title)
+    del m1.jar("main")._catalog().generation  # as made by an older release
+    tm1.commit()
+    ref = m1.ref(root["first"])
+    tm1.commit()
+    for old, new in (("first", "second"), ("second", "third")):
+        assert m1.get(ref).title == old
+        tm2.begin()
+        other = m2.root("main")
+        setattr(other[new], UUID_ATTRIBUTE, getattr(other[old], UUID_ATTRIBUTE))
+        delattr(other[old], UUID_ATTRIBUTE)
+        tm2.commit()
+        m2.reindex("main")
+        tm2.commit()
+        tm1.begin()
+        assert m1.get(ref).title == new
+    tm1.abort()
+    m1.close()
+    m2.close()
+
+
 def test_stub_resolution_follows_a_reindex_by_another_manager(fed):
     """A stub resolution cached from a wrong index entry is dropped once another manager
     reindexes: the referrer, read again, names the stub record's target."""
