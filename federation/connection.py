@@ -1114,4 +1114,10 @@ class FederatedConnection(Connection):
         catalog = self._catalog()
         if catalog is None:
             return []
-        return [(oid, decode_entry(data)) for oid, data in catalog.stubs_by_oid.items()]
+        entries = []
+        for oid, data in catalog.stubs_by_oid.items():
+            try:
+                entries.append((oid, decode_entry(data)))
+            except _DAMAGED as error:
+                raise self._corrupt_stub(oid, data, error) from None
+        return entries

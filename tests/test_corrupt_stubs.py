@@ -172,3 +172,13 @@ def test_stubs_by_target_entry_naming_another_stub(fed, linked, uris):
         assert conn.root("notes")["again"].link.title == "page"
         assert conn.root("notes")["note"].link.title == "page"
         transaction.abort()
+
+
+def test_listing_stubs_names_a_damaged_entry(fed, linked):
+    """Manager.stubs() on a member with a damaged entry raises CorruptRecord naming it."""
+    page_stub, _other_stub = linked
+    _set_entry(fed, page_stub, b"garbage")
+    with fed.open() as conn:
+        with pytest.raises(federation.CorruptRecord, match=r"Member 'notes'.*stub with oid"):
+            conn.stubs("notes")
+        transaction.abort()
