@@ -229,18 +229,20 @@ class ForeignJar:
             raise FederationError(
                 f"Member {self._zfed_member.name!r} already has a record with key {key!s}."
             )
+        self.register(None)  # joins first: a savepoint taken on joining is from before the add
         obj._p_oid = oid
         obj._p_jar = self
         self._cache[oid] = obj
         self._added[oid] = obj
-        self.register(obj)
+        self._registered.append(obj)
 
     def delete(self, obj: Any) -> None:
         """Delete the record of ``obj`` when the transaction commits."""
         if obj._p_jar is not self:
             raise FederationError(f"{obj!r} is not a record of member {self._zfed_member.name!r}.")
+        self.register(None)  # joins first, as in add()
         self._deleted[obj._p_oid] = obj
-        self.register(obj)
+        self._registered.append(obj)
 
     def _target_entry(self, obj: Any) -> tuple[bytes, tuple[str, str, str, bytes, str, str]]:
         member = self._zfed_member
@@ -595,7 +597,11 @@ class _Savepoint:
 
     def rollback(self) -> None:
         jar = self.jar
+        seen: set[int] = set()
         for obj in jar._registered:
+            if id(obj) in seen or obj._p_jar is not jar:
+                continue  # registered twice, or an addition already undone
+            seen.add(id(obj))
             if id(obj) not in self.states:
                 if obj._p_oid in jar._added and obj._p_oid not in self.added:
                     del jar._cache[obj._p_oid]
