@@ -15,9 +15,12 @@ reopen a manager, and reopen the federation.  The model keeps, per
 manager, what it sees (its snapshot plus its own changes) and the
 committed state.  After every step:
 
-- every object reachable in committed state, read through a new manager,
-  through each long-lived manager that has no pending change (after
-  ``begin()``), has the link it was last set to, and so has every root entry;
+- every object reachable in committed state, read through a new manager
+  and through each long-lived manager that has no pending change (after
+  ``begin()``), has the link it was last set to, and so has every root
+  entry (a SQL row is written only where its attributes differ from what
+  the transaction loaded, as foreign members have no snapshots: the model
+  follows that);
 - no member keeps two stubs for one target.
 
 :class:`FederationModel` runs in the test suite with a small budget
@@ -133,6 +136,9 @@ class FederationModel(RuleBasedStateMachine):
         self.managers = [self.fed.open(tm) for tm in self.tms]
         self.views = [self.committed.copy(), self.committed.copy()]
         self.touched: list[set[tuple[str, str]]] = [set(), set()]
+        # Per manager, the link each existing SQL row had when the transaction first
+        # changed it: a foreign jar writes only the attributes that differ from it.
+        self.loaded: list[dict[str, str | None]] = [{}, {}]
         self.savepoints: list[list[tuple[Any, State, set[tuple[str, str]]]]] = [[], []]
 
     def _close(self) -> None:
@@ -156,6 +162,7 @@ class FederationModel(RuleBasedStateMachine):
         self.views[i] = self.committed.copy()
         self.touched[i] = set()
         self.savepoints[i] = []
+        self.loaded[i] = {}
 
     def _get(self, i: int, title: str) -> Any:
         return self.managers[i].get(self.views[i].ref[title])
@@ -181,7 +188,12 @@ class FederationModel(RuleBasedStateMachine):
             self.touched[i].add(("root", name))
         else:
             source = holder[1]
-            setattr(self._get(i, source), _attribute(view.member[source]), target)
+            obj = self._get(i, source)
+            if (view.member[source] == SQL_MEMBER and source in self.committed.member
+                    and source not in self.loaded[i]):
+                current = obj.owner  # the row as this transaction loaded it
+                self.loaded[i][source] = None if current is None else _title(current)
+            setattr(obj, _attribute(view.member[source]), target)
             view.link[source] = title
             self.touched[i].add(("obj", source))
 
@@ -229,6 +241,10 @@ class FederationModel(RuleBasedStateMachine):
             for what, name in self.touched[i]:
                 if what == "root":
                     self.committed.roots[name] = dict(view.roots[name])
+                elif name in self.loaded[i] and self.loaded[i][name] == view.link[name]:
+                    # An SQL row set back to what it was loaded with: no write, so a
+                    # change committed meanwhile by the other manager stays.
+                    continue
                 else:
                     self.committed.member[name] = view.member[name]
                     self.committed.ref[name] = view.ref[name]
