@@ -92,6 +92,16 @@ reaches any more are removed by the federation's pack
     transactions over several members (:mod:`federation.journal`).  Its
     first key, ``""``, is a sentinel that stays.
 
+``generation`` (``BTrees.Length.Length``)
+    A counter that every change to *existing* index entries bumps:
+    :func:`federation.maintenance.reindex`, :func:`federation.maintenance.prune`
+    (after a pack) and the rewrite of a renamed target's stub.  New entries
+    do not bump it.  Connections keep what they resolved from the indexes
+    across transactions, and drop it when this record (or the catalog's) is
+    invalidated (:meth:`federation.connection.FederatedConnection.newTransaction`);
+    a ``Length`` merges concurrent bumps instead of raising a ``ConflictError``.
+    Catalogs made by older releases get it on the first bump.
+
 ``splits`` (:class:`Index`)
     In a secondary member: ``split key -> secondary record`` of a split
     object (:mod:`federation.split`), a real reference, which keeps the
@@ -114,6 +124,7 @@ import pickle
 import uuid as _uuid
 from typing import Any
 
+from BTrees.Length import Length
 from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 from ZODB._compat import _protocol
@@ -170,11 +181,20 @@ class Catalog(Persistent):
         self.unique = Index()
         self.stable_ids = Index()
         self.journal = new_index("journal")
+        self.generation = Length()
 
     @staticmethod
     def new_member_id() -> str:
         """A new, random member id."""
         return _uuid.uuid4().hex
+
+
+def bump_generation(catalog: Catalog) -> None:
+    """Tell every connection that existing index entries of ``catalog`` changed."""
+    generation = getattr(catalog, "generation", None)
+    if generation is None:
+        generation = catalog.generation = Length()
+    generation.change(1)
 
 
 class Stub(Persistent):

@@ -25,15 +25,25 @@ connection without a manager (``DB.open()``) commits as plain ZODB does.
 from __future__ import annotations
 
 import itertools
+import logging
 import uuid as _uuid
 from typing import TYPE_CHECKING, Any
 
 import BTrees
+from BTrees.Length import Length
 from persistent import Persistent
 from persistent.wref import WeakRef
+from transaction.interfaces import TransientError
 from ZEO.Exceptions import ClientDisconnected
+from ZODB.broken import Broken
 from ZODB.Connection import Connection, TransactionMetaData
-from ZODB.POSException import ConflictError, POSKeyError, ReadOnlyHistoryError
+from ZODB.POSException import (
+    ConflictError,
+    POSError,
+    POSKeyError,
+    ReadOnlyHistoryError,
+    StateLoadError,
+)
 from ZODB.serialize import ObjectReader, ObjectWriter
 from ZODB.utils import p64, u64, z64
 from zodbpickle import binary
@@ -45,6 +55,7 @@ from federation.catalog import (
     UUID_ATTRIBUTE,
     Catalog,
     Stub,
+    bump_generation,
     decode_entry,
     decode_uuid_entry,
     encode_entry,
@@ -55,11 +66,15 @@ from federation.catalog import (
 )
 from federation.errors import (
     AmbiguousPlacement,
+    CorruptRecord,
     DanglingStub,
     FederationError,
     MemberUnavailable,
     ReadOnlyMember,
+    describe,
+    shorten,
 )
+from federation.records import is_stub, stub_data
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -68,6 +83,25 @@ if TYPE_CHECKING:
 
 #: Storage errors that mean "the member went away", not "the data is bad".
 UNREACHABLE_ERRORS = (ClientDisconnected, ConnectionError, TimeoutError)
+
+log = logging.getLogger(__name__)
+
+#: What reading a damaged stub entry or record raises (besides federation errors).
+_DAMAGED = (ValueError, TypeError, AttributeError, LookupError, StateLoadError, FederationError)
+
+#: The fewest entries a connection's resolution caches keep (see ``_zfed_trim``).
+RESOLUTION_CACHE_MIN = 1000
+
+
+def _left_behind(jar: Any) -> bool:
+    """True if ``jar`` is marked joined, but its manager's transaction is over without it."""
+    manager = jar._zfed_manager
+    return manager is None or all(other is not jar for other in manager.coordinator.joined)
+
+
+def _newest(cache: dict[Any, Any], count: int) -> dict[Any, Any]:
+    """The ``count`` entries of ``cache`` added last."""
+    return dict(itertools.islice(cache.items(), len(cache) - count, None))
 
 
 class ObjectMissing(DanglingStub, POSKeyError):
@@ -110,6 +144,34 @@ class FederatedReader(ObjectReader):
         if klass is Stub:
             return self._conn._resolve_stub(oid)
         return super().load_persistent(oid, klass)
+
+    def setGhostState(self, obj: Any, pickle: bytes) -> None:
+        """``ObjectReader.setGhostState``, checking the ghost's class against the record's.
+
+        A ghost's class comes from the reference that named it: for the target
+        of a stub, the class the stub entry recorded.  An outdated or damaged
+        entry names another class; the object then takes its record's class
+        (so that it is never written back with the wrong one), or, when
+        Python cannot change its class, :class:`CorruptRecord` is raised and
+        it stays a ghost.
+        """
+        unpickler = self._get_unpickler(pickle)
+        try:
+            meta = unpickler.load()
+            state = unpickler.load()
+        except (POSError, TransientError):
+            raise
+        except Exception as error:
+            raise StateLoadError() from error
+        klass = meta[0] if type(meta) is tuple else meta
+        if klass is not type(obj) and isinstance(klass, type):
+            self._conn._wrong_class(obj, klass)
+        try:
+            obj.__setstate__(state)
+        except (POSError, TransientError):
+            raise
+        except Exception as error:
+            raise StateLoadError() from error
 
 
 _BTREES_MODULES = [module for family in (BTrees.family32, BTrees.family64)
@@ -175,9 +237,10 @@ class FederatedWriter(ObjectWriter):
             return self._serialize_bucket(obj)
         jar = self._jar
         # In uuid members every stored object gets its uuid before it is written;
-        # not the root, nor our own records, nor anything before the catalog exists.
+        # not the root, nor our own records (a Length keeps only its value: the
+        # catalog's generation), nor anything before the catalog exists.
         if (jar._zfed_member.kind == "uuid" and obj._p_oid != z64
-                and not isinstance(obj, (Catalog, Stub))
+                and not isinstance(obj, (Catalog, Stub, Length))
                 and jar._catalog() is not None):
             jar._ensure_uuid(obj, on_store=True)
         return super().serialize(obj)
@@ -215,13 +278,17 @@ class FederatedConnection(Connection):
         super().__init__(db, cache_size, before, cache_size_bytes)
         self._reader = FederatedReader(self, self._cache, self._db.classFactory)
         self._zfed_member = db.federation_member
-        # Committed knowledge, kept across transactions (a stub changes only by
-        # retarget_stub, when its foreign target was renamed).
+        # Committed knowledge, kept across transactions while the records it came
+        # from are current (see newTransaction), and bounded (see _zfed_trim).
         self._zfed_stub_of_target: dict[bytes, bytes] = {}
         self._zfed_uuid_targets: dict[bytes, tuple[bytes, type | None]] = {}
         self._zfed_uuid_checked: dict[int, bytes] = {}  # UUID as int -> oid of its object
         self._zfed_classes: dict[bytes, type] = {}
         self._zfed_catalog_obj: Catalog | None = None
+        # Oids whose invalidation means existing index entries changed: the catalog's
+        # and its generation counter's (None: not known yet).
+        self._zfed_watch: frozenset[bytes] | None = None
+        self._zfed_forgot = False  # the caches were dropped in this transaction
         # Stub oid -> (connection, oid, class), valid while one manager holds this connection.
         self._zfed_resolved: dict[bytes, tuple[Any, bytes, type]] = {}
         # Stub oid -> (old target key, new target key, new key): renames to write on commit.
@@ -231,11 +298,117 @@ class FederatedConnection(Connection):
     # -- pending work of the current transaction ----------------------------
 
     def _zfed_forget(self) -> None:
-        """Drop what this connection learned from the indexes (they were rebuilt)."""
+        """Drop what this connection learned from the indexes (they are being rebuilt).
+
+        Other members' connections of the same manager drop their stub
+        resolutions too (those into a ``uuid`` member came from its index);
+        and again if the transaction is aborted.
+        """
+        self._zfed_drop_caches()
+        self._zfed_forgot = True
+        manager = self._zfed_manager
+        if manager is not None:
+            manager._forget_resolutions()
+
+    def _zfed_drop_caches(self) -> None:
         self._zfed_stub_of_target.clear()
         self._zfed_uuid_targets.clear()
         self._zfed_uuid_checked.clear()
         self._zfed_resolved.clear()
+
+    def newTransaction(self, transaction: Any, sync: bool = True) -> None:
+        """``Connection.newTransaction``; the invalidations also reach our caches.
+
+        What this connection caches (stub resolutions, the stubs of targets,
+        uuid resolutions) was read from the catalog's indexes and from stub
+        records, and new index entries never change an existing one.  So an
+        entry stays valid until its stub record changes (dropped here, by
+        oid) or existing index entries change, which bumps the catalog's
+        ``generation`` (reindex, prune after a pack, a stub rewritten after a
+        rename; see :mod:`federation.catalog`): then everything is dropped,
+        here and in the manager's other connections.  The check costs one
+        pass over the invalidated oids, as ZODB's own.
+        """
+        self._readCurrent.clear()
+        self._storage.sync(sync)
+        invalidated = self._storage.poll_invalidations()
+        if invalidated is None:
+            # special value: the transaction is so old that the whole cache goes
+            invalidated = self._cache.cache_data.copy()
+            self._zfed_generation_changed()
+        elif invalidated:
+            self._zfed_invalidated(invalidated)
+        self._cache.invalidate(invalidated)
+        self._zfed_trim()
+
+    def afterCompletion(self, transaction: Any) -> None:
+        """``Connection.afterCompletion``; a connection still joined is released first.
+
+        It joined the manager's coordinator, but its changes were all rolled
+        back to a savepoint, so it had nothing to commit and was not finished.
+        """
+        if not self._needs_to_join and _left_behind(self):
+            self.abort(transaction)
+        super().afterCompletion(transaction)
+
+    def _zfed_invalidated(self, oids: Any) -> None:
+        """Drop what the records ``oids`` (changed by another connection) told us."""
+        watch = self._zfed_watch
+        if watch is None:
+            catalog = self._zfed_catalog_obj
+            if catalog is None or catalog._p_oid is None:
+                return  # no catalog read yet: nothing learned from one
+            try:
+                self._zfed_watch_catalog(catalog)  # the catalog this connection created
+            except (POSError, *UNREACHABLE_ERRORS):
+                self._zfed_generation_changed()  # unknown: start over
+                return
+            watch = self._zfed_watch
+        if not watch.isdisjoint(oids):
+            self._zfed_generation_changed()
+            return
+        resolved = self._zfed_resolved
+        if resolved:
+            pop = resolved.pop
+            for oid in oids:
+                if pop(oid, None) is not None:  # a stub we resolved was rewritten (or undone)
+                    self._zfed_stub_of_target.clear()
+
+    def _zfed_generation_changed(self) -> None:
+        """Existing index entries changed (or may have): drop everything derived from them."""
+        self._zfed_drop_caches()
+        self._zfed_catalog_obj = None  # found again, and its watched oids with it
+        self._zfed_watch = None
+        manager = self._zfed_manager
+        if manager is not None:
+            manager._forget_resolutions()
+
+    def _zfed_watch_catalog(self, catalog: Catalog) -> None:
+        """Remember the oids whose invalidation means ``catalog``'s entries changed."""
+        generation = getattr(catalog, "generation", None)
+        oids = {catalog._p_oid}
+        if getattr(generation, "_p_oid", None) is not None:
+            oids.add(generation._p_oid)
+        self._zfed_watch = frozenset(oids)
+
+    def _zfed_trim(self) -> None:
+        """Bound the caches like the pickle cache: keep the newest entries when too many.
+
+        Each keeps at most ``max(RESOLUTION_CACHE_MIN, 2 * cache size)``
+        entries at a transaction boundary; a dropped entry is read again
+        from the index buckets (which the pickle cache keeps) when needed.
+        """
+        limit = max(RESOLUTION_CACHE_MIN, 2 * self._cache.cache_size)
+        if len(self._zfed_resolved) > limit:
+            self._zfed_resolved = _newest(self._zfed_resolved, limit // 2)
+        if len(self._zfed_stub_of_target) > limit:
+            self._zfed_stub_of_target = _newest(self._zfed_stub_of_target, limit // 2)
+        if len(self._zfed_uuid_targets) > limit:
+            self._zfed_uuid_targets = _newest(self._zfed_uuid_targets, limit // 2)
+        if len(self._zfed_uuid_checked) > limit:
+            self._zfed_uuid_checked = _newest(self._zfed_uuid_checked, limit // 2)
+        if len(self._zfed_classes) > limit:
+            self._zfed_classes = {}
 
     def _zfed_reset_pending(self) -> None:
         # The index writes of this transaction, applied at vote (stubs, uuids,
@@ -261,6 +434,8 @@ class FederatedConnection(Connection):
             catalog = getattr(root, CATALOG_ATTRIBUTE, None)
             if catalog is not None:
                 self._zfed_member.catalog_found(catalog)
+                if catalog._p_oid is not None:
+                    self._zfed_watch_catalog(catalog)
             self._zfed_catalog_obj = catalog
         return catalog
 
@@ -300,13 +475,41 @@ class FederatedConnection(Connection):
         return obj._p_jar
 
     def _find_stub(self, tkey: bytes) -> bytes | None:
+        """The stub naming the target key ``tkey``, or None: a new one is made.
+
+        A ``stubs_by_target`` entry is used only if its stub names that target
+        (an entry naming another stub, damaged or outdated, would make the new
+        reference read back as another object); a new stub replaces it.
+        """
         oid = self._zfed_stub_of_target.get(tkey)
+        if oid is not None:
+            return oid
+        oid = self._zfed_index_ops.get(("stubs_by_target", tkey))
+        if oid is not None:
+            return oid
+        catalog = self._require_catalog("store references to other members")
+        oid = catalog.stubs_by_target.get(tkey)
         if oid is None:
-            oid = self._zfed_index_ops.get(("stubs_by_target", tkey))
-        if oid is None:
-            catalog = self._require_catalog("store references to other members")
-            oid = catalog.stubs_by_target.get(tkey)
+            return None
+        if not self._stub_names(oid, tkey):
+            log.warning("Member %r: stubs_by_target names the stub with oid %r for a target "
+                        "that stub does not name; a new stub replaces it.",
+                        self._zfed_member.name, oid)
+            return None
+        self._zfed_stub_of_target[tkey] = oid
         return oid
+
+    def _stub_names(self, stub_oid: Any, tkey: bytes) -> bool:
+        """True if the stub ``stub_oid`` names the target key ``tkey``, as readers see it."""
+        if type(stub_oid) is not bytes or len(stub_oid) != 8:
+            return False
+        data = self.index_get("stubs_by_oid", stub_oid)
+        if data is None:
+            return self._names_target(stub_oid, tkey)
+        if type(data) is not bytes:
+            return False
+        fields = data.split(b"\0", 5)  # see encode_entry
+        return len(fields) == 6 and fields[0] + b"\0" + fields[2] + b"\0" + fields[5] == tkey
 
     def _target_entry(self, obj: Persistent) -> tuple[bytes, tuple[str, str, str, bytes, str, str]]:
         """The stub index key and stub entry naming ``obj``, an object of this member."""
@@ -368,6 +571,8 @@ class FederatedConnection(Connection):
     def oid_for(self, kind: str, key: bytes) -> bytes | None:
         """The oid of the object an encoded key of ``kind`` names (None if unknown)."""
         if kind != "uuid":
+            if len(key) != 8:
+                raise ValueError(f"{key!r} is not an oid (8 bytes)")
             return key
         target = self._uuid_target(key)
         return target[0] if target is not None else None
@@ -676,11 +881,14 @@ class FederatedConnection(Connection):
         for stub_oid, retarget in self._zfed_writing.items():
             if self._zfed_retargets.get(stub_oid) == retarget:
                 del self._zfed_retargets[stub_oid]
+        self._zfed_forgot = False
+        if self._zfed_watch is not None and len(self._zfed_watch) == 1:
+            self._zfed_watch = None  # the catalog may have got its generation: look again
         self._zfed_reset_pending()
 
     def tpc_abort(self, transaction: Any) -> None:
         self._unbuffer()
-        self._zfed_reset_pending()
+        self._zfed_end_aborted()
         self._abort()  # what transaction's abort() does first for a resource that did not vote
         super().tpc_abort(transaction)
 
@@ -702,8 +910,14 @@ class FederatedConnection(Connection):
 
     def abort(self, transaction: Any) -> None:
         self._unbuffer()
-        self._zfed_reset_pending()
+        self._zfed_end_aborted()
         super().abort(transaction)
+
+    def _zfed_end_aborted(self) -> None:
+        if self._zfed_forgot:  # cached from index entries this transaction changed
+            self._zfed_forget()
+        self._zfed_forgot = False
+        self._zfed_reset_pending()
 
     def savepoint(self) -> Any:
         savepoint = super().savepoint()
@@ -732,29 +946,61 @@ class FederatedConnection(Connection):
         """The target of the stub ``stub_oid`` (a ghost, or an ``Unreachable``)."""
         resolved = self._zfed_resolved.get(stub_oid)
         if resolved is None:
-            data = self._stub_entry_data(stub_oid)
-            if isinstance(data, Unreachable):
-                return data
-            manager = self._zfed_manager
-            try:
-                if manager is None:
-                    self._zfed_placeholders = True  # dropped when a manager attaches
-                    raise MemberUnavailable(
-                        decode_entry(data)[1],
-                        cause=FederationError("the connection is not in a federation"),
-                    )
-                resolved = manager.resolve_stub_data(data)
-            except (MemberUnavailable, DanglingStub) as error:
-                return Unreachable(stub_oid, error)
-            self._zfed_resolved[stub_oid] = resolved
+            resolved = self._resolve_stub_entry(stub_oid)
+            if type(resolved) is Unreachable:
+                return resolved
         jar, oid, klass = resolved
         return jar.ghost_for_stub(oid, klass, self, stub_oid)
+
+    def _resolve_stub_entry(self, stub_oid: bytes) -> tuple[Any, bytes, type] | Unreachable:
+        """The connection, oid and class of the stub's target, now cached; else why not.
+
+        A stub that cannot be read (a damaged ``stubs_by_oid`` entry, a stub
+        record that does not decode) is a :class:`CorruptRecord` for this
+        one reference: the referrer and everything else stay readable.
+        """
+        data: Any = None
+        try:
+            data = self._stub_entry_data(stub_oid)
+            if type(data) is Unreachable:
+                return data
+            manager = self._zfed_manager
+            if manager is None:
+                self._zfed_placeholders = True  # dropped when a manager attaches
+                raise MemberUnavailable(
+                    decode_entry(data)[1],
+                    cause=FederationError("the connection is not in a federation"),
+                )
+            resolved = manager.resolve_stub_data(data)
+        except (MemberUnavailable, DanglingStub, CorruptRecord) as error:
+            return Unreachable(stub_oid, error)
+        except (ConflictError, TransientError):
+            raise
+        except _DAMAGED as error:
+            return Unreachable(stub_oid, self._corrupt_stub(stub_oid, data, error))
+        self._zfed_resolved[stub_oid] = resolved
+        return resolved
+
+    def _corrupt_stub(self, stub_oid: bytes, data: Any, error: BaseException) -> CorruptRecord:
+        """The error for the stub ``stub_oid`` whose entry ``data`` (None: its record) is bad."""
+        number = u64(stub_oid)
+        where = (f"its stubs_by_oid entry {shorten(data)}" if data is not None
+                 else "its stub record")
+        return CorruptRecord(
+            f"Member {self._zfed_member.name!r}: the stub with oid {number} (0x{number:x}) "
+            f"cannot be read from {where}: {describe(error)}. The reference to it is "
+            "unusable until it is repaired (Manager.reindex rebuilds index entries from "
+            "stub records; a damaged stub record needs a backup).",
+            member=self._zfed_member.name, record=stub_oid,
+        )
 
     def _stub_entry_data(self, stub_oid: bytes) -> bytes | Unreachable:
         """The encoded entry of a stub: from the index (as this transaction leaves it),
         else from the stub record itself."""
         data = self.index_get("stubs_by_oid", stub_oid)
         if data is not None:
+            if type(data) is not bytes:
+                raise TypeError(f"the entry is a {type(data).__qualname__}, not bytes")
             return data
         try:
             stub = self.get(stub_oid)
@@ -764,6 +1010,8 @@ class FederatedConnection(Connection):
                 f"Member {self._zfed_member.name!r} has no stub record with oid "
                 f"{u64(stub_oid)}; the reference to it is dangling."
             ))
+        if not isinstance(stub, Stub):
+            raise TypeError(f"the record is a {type(stub).__qualname__}, not a stub")
         return encode_entry(stub.entry())
 
     def retarget_stub(self, old: bytes, new: bytes, new_key: bytes) -> None:
@@ -796,8 +1044,18 @@ class FederatedConnection(Connection):
         """Rewrite the stubs :meth:`retarget_stub` recorded, as part of this transaction.
 
         They stay recorded until the transaction finishes (``tpc_finish``).
+        A rewrite whose stub is gone (collected by a pack) or no longer names
+        the old key (rewritten by another process) is dropped: there is
+        nothing left to rewrite.
         """
+        for stub_oid, (old, _new, _key) in list(self._zfed_retargets.items()):
+            if not self._names_target(stub_oid, old):
+                del self._zfed_retargets[stub_oid]
+                self._zfed_resolved.pop(stub_oid, None)
+                self._zfed_stub_of_target.clear()
         self._zfed_writing = dict(self._zfed_retargets)
+        if self._zfed_writing:
+            bump_generation(self._require_catalog("rewrite stubs"))
         for stub_oid, (old, new, new_key) in self._zfed_writing.items():
             stub = self.get(stub_oid)
             stub.key = new_key  # registers: the stub record is stored with its new key
@@ -805,6 +1063,41 @@ class FederatedConnection(Connection):
             if self.index_get("stubs_by_target", new) is None:
                 self.index_later("stubs_by_target", new, stub_oid)
             self.index_later("stubs_by_oid", stub_oid, encode_entry(stub.entry()))
+
+    def _wrong_class(self, obj: Any, klass: type) -> None:
+        """Give ``obj``, a ghost being loaded, its record's class ``klass``."""
+        if issubclass(klass, Broken) and issubclass(type(obj), klass):
+            return  # the record's class is missing: ZODB made a PersistentBroken of it
+        number = u64(obj._p_oid)
+        named = f"{type(obj).__module__}.{type(obj).__qualname__}"
+        real = f"{klass.__module__}.{klass.__qualname__}"
+        try:
+            obj.__class__ = klass  # while being loaded: this registers no change
+        except TypeError as error:
+            raise CorruptRecord(
+                f"Member {self._zfed_member.name!r}: the record with oid {number} "
+                f"(0x{number:x}) is a {real}, but a reference (an outdated or damaged stub "
+                f"entry) named it as a {named}, and it cannot be loaded as one: {error}.",
+                member=self._zfed_member.name, record=obj._p_oid,
+            ) from None
+        log.warning("Member %r: the record with oid %d is a %s, but a reference named it as "
+                    "a %s (an outdated or damaged stub entry); it is loaded as a %s.",
+                    self._zfed_member.name, number, real, named, real)
+
+    def _names_target(self, stub_oid: bytes, tkey: bytes) -> bool:
+        """True if the stub record ``stub_oid`` exists and names the target key ``tkey``."""
+        try:
+            record, _serial = self._storage.load(stub_oid)
+            if not is_stub(record):
+                return False
+            entry = decode_entry(stub_data(record)[0])
+        except POSKeyError:
+            return False
+        except (ConflictError, TransientError, *UNREACHABLE_ERRORS):
+            raise
+        except Exception:
+            return False  # not a stub record we can read: nothing to rewrite
+        return target_key(entry[0], entry[2], entry[3]) == tkey
 
     def ghost(self, oid: bytes, klass: type) -> Any:
         """A ghost of this member's object ``oid`` of class ``klass``, without loading it."""
@@ -856,4 +1149,10 @@ class FederatedConnection(Connection):
         catalog = self._catalog()
         if catalog is None:
             return []
-        return [(oid, decode_entry(data)) for oid, data in catalog.stubs_by_oid.items()]
+        entries = []
+        for oid, data in catalog.stubs_by_oid.items():
+            try:
+                entries.append((oid, decode_entry(data)))
+            except _DAMAGED as error:
+                raise self._corrupt_stub(oid, data, error) from None
+        return entries

@@ -113,7 +113,16 @@ class MemberBusy(FederationError, TransientError):
 
 class CorruptRecord(FederationError):
     """A record zodb-federation keeps in a member (its catalog, a stub, an index
-    entry) is not what it wrote: changed by other software, or damaged."""
+    entry) is not what it wrote: changed by other software, or damaged.
+
+    ``member`` and ``record`` (an oid) name it when known.
+    """
+
+    def __init__(self, message: str, member: str | None = None,
+                 record: bytes | None = None) -> None:
+        self.member = member
+        self.record = record
+        super().__init__(message)
 
 
 class MemberOpenError(FederationError):

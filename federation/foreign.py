@@ -45,7 +45,7 @@ from persistent import PickleCache
 
 from federation import resolvers
 from federation.catalog import target_key
-from federation.connection import ObjectMissing
+from federation.connection import ObjectMissing, _left_behind
 from federation.errors import FederationError, InvalidKey, ReadOnlyMember
 from federation.interfaces import Adapter, OutcomeRecording
 from federation.ref import Ref
@@ -244,18 +244,20 @@ class ForeignJar:
             raise FederationError(
                 f"Member {self._zfed_member.name!r} already has a record with key {key!s}."
             )
+        self.register(None)  # joins first: a savepoint taken on joining is from before the add
         obj._p_oid = oid
         obj._p_jar = self
         self._cache[oid] = obj
         self._added[oid] = obj
-        self.register(obj)
+        self._registered.append(obj)
 
     def delete(self, obj: Any) -> None:
         """Delete the record of ``obj`` when the transaction commits."""
         if obj._p_jar is not self:
             raise FederationError(f"{obj!r} is not a record of member {self._zfed_member.name!r}.")
+        self.register(None)  # joins first, as in add()
         self._deleted[obj._p_oid] = obj
-        self.register(obj)
+        self._registered.append(obj)
 
     def _target_entry(self, obj: Any) -> tuple[bytes, tuple[str, str, str, bytes, str, str]]:
         member = self._zfed_member
@@ -568,6 +570,8 @@ class ForeignJar:
         pass
 
     def afterCompletion(self, txn: Any) -> None:
+        if not self._needs_to_join and _left_behind(self):
+            self.abort(txn)  # joined, but every change was rolled back to a savepoint
         self._refresh()
 
     def newTransaction(self, txn: Any, sync: bool = True) -> None:
@@ -615,7 +619,11 @@ class _Savepoint:
 
     def rollback(self) -> None:
         jar = self.jar
+        seen: set[int] = set()
         for obj in jar._registered:
+            if id(obj) in seen or obj._p_jar is not jar:
+                continue  # registered twice, or an addition already undone
+            seen.add(id(obj))
             if id(obj) not in self.states:
                 if obj._p_oid in jar._added and obj._p_oid not in self.added:
                     del jar._cache[obj._p_oid]

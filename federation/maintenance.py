@@ -23,7 +23,13 @@ from ZODB.POSException import ConflictError, POSKeyError
 from ZODB.serialize import referencesf
 from ZODB.utils import u64, z64
 
-from federation.catalog import CATALOG_ATTRIBUTE, Index, decode_entry, target_key
+from federation.catalog import (
+    CATALOG_ATTRIBUTE,
+    Index,
+    bump_generation,
+    decode_entry,
+    target_key,
+)
 from federation.records import is_stub, record_class, record_uuid, stub_data
 
 if TYPE_CHECKING:
@@ -128,6 +134,8 @@ def reindex(manager: JarManager, member: str, hook: Callable[[str], None] | None
                 report.uuids += 1
                 _index_uuid(storage, indexes["uuids"], oid, record, value, report)
     _drop_missing(storage, indexes, report)
+    if report.added or report.removed:
+        bump_generation(catalog)
     jar._zfed_forget()
     return report
 
@@ -222,15 +230,20 @@ def prune(db: Any) -> int:
             try:
                 catalog = getattr(conn.root(), CATALOG_ATTRIBUTE)
                 by_oid = _index(catalog, "stubs_by_oid")
+                removed = 0
                 for oid in list(by_oid.keys()):
                     if _load(storage, oid) is None:
                         del by_oid[oid]
                         _index(catalog, "stable_ids").pop(oid, None)
+                        removed += 1
                 for name, position in (("stubs_by_target", None), ("uuids", 8)):
                     tree = _index(catalog, name)
                     for key, value in list(tree.items()):
                         if _load(storage, value[:position]) is None:
                             del tree[key]
+                            removed += 1
+                if removed:
+                    bump_generation(catalog)
                 keep_alive = _index(catalog, "keep_alive")
                 for oid in list(keep_alive.keys()):
                     if _load(storage, oid) is None:

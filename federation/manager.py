@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from federation.maintenance import ReindexReport
 
 
+#: How many stub entry prefixes (target member and class) a manager keeps resolved.
+PREFIX_CACHE_SIZE = 1024
+
+
 class StubInfo(NamedTuple):
     """One stub record of a member, as listed by :meth:`Manager.stubs`."""
 
@@ -308,6 +312,8 @@ class Manager:
         if target is None:
             member_id, member_name, kind, _key, module, name = decode_entry(data)
             jar, klass = self._resolve_target(member_id, member_name, kind, key, module, name)
+            if len(self._stub_prefixes) >= PREFIX_CACHE_SIZE:
+                self._stub_prefixes.clear()  # one per target member and class: rarely many
             target = self._stub_prefixes[prefix] = (jar, kind, klass)
         jar, kind, klass = target
         return jar, self._oid_in(jar, kind, key), klass
@@ -317,6 +323,12 @@ class Manager:
         """The connection, oid and class of the target a stub entry names."""
         jar, klass = self._resolve_target(member_id, member_name, kind, key, module, name)
         return jar, self._oid_in(jar, kind, key), klass
+
+    def _forget_resolutions(self) -> None:
+        """Drop every member connection's stub resolutions (a member's indexes changed)."""
+        self._stub_prefixes.clear()
+        for jar in self._jars.values():
+            jar._zfed_resolved.clear()
 
     @staticmethod
     def _oid_in(jar: Any, kind: str, key: bytes) -> bytes:
