@@ -93,12 +93,6 @@ _DAMAGED = (ValueError, TypeError, AttributeError, LookupError, StateLoadError, 
 RESOLUTION_CACHE_MIN = 1000
 
 
-def _left_behind(jar: Any) -> bool:
-    """True if ``jar`` is marked joined, but its manager's transaction is over without it."""
-    manager = jar._zfed_manager
-    return manager is None or all(other is not jar for other in manager.coordinator.joined)
-
-
 def _newest(cache: dict[Any, Any], count: int) -> dict[Any, Any]:
     """The ``count`` entries of ``cache`` added last."""
     return dict(itertools.islice(cache.items(), len(cache) - count, None))
@@ -340,16 +334,6 @@ class FederatedConnection(Connection):
             self._zfed_invalidated(invalidated)
         self._cache.invalidate(invalidated)
         self._zfed_trim()
-
-    def afterCompletion(self, transaction: Any) -> None:
-        """``Connection.afterCompletion``; a connection still joined is released first.
-
-        It joined the manager's coordinator, but its changes were all rolled
-        back to a savepoint, so it had nothing to commit and was not finished.
-        """
-        if not self._needs_to_join and _left_behind(self):
-            self.abort(transaction)
-        super().afterCompletion(transaction)
 
     def _zfed_invalidated(self, oids: Any) -> None:
         """Drop what the records ``oids`` (changed by another connection) told us."""

@@ -45,7 +45,7 @@ from persistent import PickleCache
 
 from federation import resolvers
 from federation.catalog import target_key
-from federation.connection import ObjectMissing, _left_behind
+from federation.connection import ObjectMissing
 from federation.errors import FederationError, InvalidKey, ReadOnlyMember
 from federation.interfaces import Adapter, OutcomeRecording
 from federation.ref import Ref
@@ -570,8 +570,6 @@ class ForeignJar:
         pass
 
     def afterCompletion(self, txn: Any) -> None:
-        if not self._needs_to_join and _left_behind(self):
-            self.abort(txn)  # joined, but every change was rolled back to a savepoint
         self._refresh()
 
     def newTransaction(self, txn: Any, sync: bool = True) -> None:
