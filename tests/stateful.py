@@ -48,19 +48,12 @@ from federation.adapters import sql
 from federation.catalog import target_key
 from federation.connection import Unreachable
 from tests.models import Item, Person
+from tests.test_adapter_sqlite import SCHEMA, TABLE
 
 ZODB_MEMBERS = ("a", "b")
 SQL_MEMBER = "s"
 ROOT_KEYS = ("r0", "r1", "r2")
 
-SCHEMA = """CREATE TABLE person (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL CHECK (length(name) > 0),
-    email TEXT,
-    owner_ref TEXT)"""
-
-TABLE = sql.Table("person", Person, key="id", columns={"name": "name", "email": "email"},
-                  refs={"owner": "owner_ref"})
 
 
 @dataclass

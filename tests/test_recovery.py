@@ -45,14 +45,20 @@ def _two_member_commit(conn):
     conn.root("notes")["note"] = Item("note", link=page)
 
 
-def test_decided_branch_lost_in_a_crash_is_redone(tmp_path, monkeypatch):
-    """The decider finished, the other member did not: the next open redoes it from the journal."""
+def _decided_then_crashed(tmp_path, monkeypatch) -> str:
+    """Commit over main and notes; notes "dies" before it finishes. The global id."""
     with federation.open(_members(tmp_path)) as fed, fed.open() as conn:
         _two_member_commit(conn)
         _crash_in_finish(monkeypatch, conn, "notes")
         transaction.commit()  # decided: the commit stands
         [gid] = journal_entries(conn, "main")
         monkeypatch.undo()
+    return gid
+
+
+def test_decided_branch_lost_in_a_crash_is_redone(tmp_path, monkeypatch):
+    """The decider finished, the other member did not: the next open redoes it from the journal."""
+    gid = _decided_then_crashed(tmp_path, monkeypatch)
     with federation.open(_members(tmp_path)) as fed, fed.open() as conn:
         assert fed.recovery.committed == [gid]
         assert conn.root("notes")["note"].link is conn.root("main")["page"]
@@ -63,12 +69,7 @@ def test_decided_branch_lost_in_a_crash_is_redone(tmp_path, monkeypatch):
 
 def test_conflicting_redo_is_in_doubt_and_settled_by_an_operator(tmp_path, monkeypatch):
     """Another writer changed the lost branch's objects: open refuses; zfed recover settles."""
-    with federation.open(_members(tmp_path)) as fed, fed.open() as conn:
-        _two_member_commit(conn)
-        _crash_in_finish(monkeypatch, conn, "notes")
-        transaction.commit()
-        [gid] = journal_entries(conn, "main")
-        monkeypatch.undo()
+    gid = _decided_then_crashed(tmp_path, monkeypatch)
     db = ZODB.DB(str(tmp_path / "notes.fs"))  # another program, plain ZODB
     with db.transaction() as plain:
         plain.root()["other"] = "written meanwhile"
@@ -134,12 +135,7 @@ def test_crash_before_the_last_resource_commits(tmp_path, monkeypatch):
 
 def test_recover_dry_run_changes_nothing(tmp_path, monkeypatch):
     """zfed recover --dry-run says what it would do and leaves the journal as it is."""
-    with federation.open(_members(tmp_path)) as fed, fed.open() as conn:
-        _two_member_commit(conn)
-        _crash_in_finish(monkeypatch, conn, "notes")
-        transaction.commit()
-        [gid] = journal_entries(conn, "main")
-        monkeypatch.undo()
+    gid = _decided_then_crashed(tmp_path, monkeypatch)
     config = tmp_path / "federation.toml"
     config.write_text('[members.main]\npath = "main.fs"\n[members.notes]\npath = "notes.fs"\n')
     result = CliRunner().invoke(main, ["recover", str(config), "--dry-run"])
