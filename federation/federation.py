@@ -6,7 +6,6 @@ import functools
 import os
 import sys
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -68,8 +67,7 @@ class Federation:
         self.members: dict[str, ZodbMember | ForeignMember] = {}
         self._placement: dict[str, str] = {}
         self.journal_queue = recovery.JournalQueue()
-        self._coordinators: weakref.WeakKeyDictionary[Any, Coordinator] = (
-            weakref.WeakKeyDictionary())
+        self._coordinators: dict[Any, Coordinator] = {}  # transaction manager -> coordinator
         self._coordinators_lock = threading.Lock()
         self._idle: list[dict[str, FederatedConnection]] = []
         try:
@@ -108,18 +106,27 @@ class Federation:
         """
         return recovery.recover(self, decisions=decisions, dry_run=dry_run)
 
-    def coordinator_for(self, transaction_manager: Any) -> Coordinator:
-        """The commit coordinator of this federation for ``transaction_manager``.
+    def coordinator_for(self, transaction_manager: Any, manager: Any) -> Coordinator:
+        """The commit coordinator of this federation for ``transaction_manager``, for ``manager``.
 
         Managers opened on one transaction manager share it, so that their
-        changes commit as one transaction.
+        changes commit as one transaction; it is forgotten when the last of
+        them closes (:meth:`release_coordinator`).
         """
         with self._coordinators_lock:
             coordinator = self._coordinators.get(transaction_manager)
-            if coordinator is None:
+            if coordinator is None:  # (a coordinator holds its key: released on close)
                 coordinator = self._coordinators[transaction_manager] = Coordinator(
                     self, transaction_manager)
+            coordinator.managers.append(manager)
             return coordinator
+
+    def release_coordinator(self, coordinator: Coordinator, manager: Any) -> None:
+        """``manager`` closed; a coordinator no manager uses any more is forgotten."""
+        with self._coordinators_lock:
+            coordinator.managers.remove(manager)
+            if not coordinator.managers:
+                self._coordinators.pop(coordinator.transaction_manager, None)
 
     def check_journals(self) -> None:
         """Refuse a commit to ZODB members while a member's journal is unread.

@@ -67,8 +67,7 @@ class Manager:
         self._closed = False
         self._splits = split.SplitResolver(self)
         self._stub_prefixes: dict[bytes, tuple[Any, str, type | None]] = {}
-        self.coordinator = federation.coordinator_for(transaction_manager)
-        self.coordinator.managers.append(self)
+        self.coordinator = federation.coordinator_for(transaction_manager, self)
         for jar in jars.values():
             jar.attach(self)
 
@@ -382,7 +381,7 @@ class Manager:
                 f"Cannot close the manager: members {', '.join(sorted(joined))} have changes "
                 "in the current transaction; commit or abort it first."
             )
-        self.coordinator.managers.remove(self)
+        self.federation.release_coordinator(self.coordinator, self)
         jars, self._jars = self._jars, {}
         self._closed = True
         for jar in jars.values():

@@ -202,3 +202,16 @@ def test_threads_with_their_own_managers_do_not_deadlock(tmp_path):
         assert not any(thread.is_alive() for thread in threads), "the committers deadlocked"
         assert errors == []
         assert min(counts) > 10
+
+
+def test_a_coordinator_lives_as_long_as_its_managers(tmp_path):
+    """Managers on one transaction manager share a coordinator; the last to close releases it."""
+    with _open(tmp_path) as fed:
+        tm = transaction.TransactionManager()
+        first, second = fed.open(tm), fed.open(tm)
+        shared = first.coordinator
+        assert second.coordinator is shared
+        first.close()
+        assert list(fed._coordinators.values()) == [shared]  # second still uses it
+        second.close()
+        assert fed._coordinators == {}  # no coordinator kept per transaction manager ever used
