@@ -302,7 +302,11 @@ class FederatedConnection(Connection):
         self._zfed_forgot = True
         manager = self._zfed_manager
         if manager is not None:
-            manager._forget_resolutions()
+            manager.forget_resolutions()
+
+    def forget_resolutions(self) -> None:
+        """Drop the stub resolutions (see ``Participant``): a member's indexes changed."""
+        self._zfed_resolved.clear()
 
     def _zfed_drop_caches(self) -> None:
         self._zfed_stub_of_target.clear()
@@ -365,7 +369,7 @@ class FederatedConnection(Connection):
         self._zfed_watch = None
         manager = self._zfed_manager
         if manager is not None:
-            manager._forget_resolutions()
+            manager.forget_resolutions()
 
     def _zfed_watch_catalog(self, catalog: Catalog) -> None:
         """Remember the oids whose invalidation means ``catalog``'s entries changed."""

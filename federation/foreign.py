@@ -112,7 +112,6 @@ class ForeignJar:
         self.adapter = adapter
         self._kind = resolvers.get(member.kind)
         self._cache = PickleCache(self, cache_size)
-        self._zfed_resolved: dict[bytes, Any] = {}
         self.transaction_manager: Any = None
         self.opened: bool | None = None
         self._needs_to_join = True
@@ -141,7 +140,9 @@ class ForeignJar:
     def attach(self, manager: JarManager | None) -> None:
         """Serve ``manager`` (None: no manager; the jar cannot change records then)."""
         self._zfed_manager = manager
-        self._zfed_resolved = {}
+
+    def forget_resolutions(self) -> None:
+        """Nothing to forget: a foreign member resolves no stubs (see ``Participant``)."""
 
     def open(self, transaction_manager: Any, delegate: bool = False) -> None:
         self.transaction_manager = transaction_manager

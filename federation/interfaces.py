@@ -240,7 +240,8 @@ class Participant(Protocol):
        rolled back, and recovery finishes the branch from the journal.
 
     ``abort(txn)`` (a transaction aborted before its commit) and
-    ``savepoint()`` are as in ``transaction``'s ``IDataManager``.
+    ``savepoint()`` are as in ``transaction``'s ``IDataManager``;
+    ``forget_resolutions()`` drops what the jar resolved from stub entries.
     """
 
     member: Any
@@ -278,6 +279,8 @@ class Participant(Protocol):
     def abort(self, txn: Any) -> None: ...
 
     def savepoint(self) -> Any: ...
+
+    def forget_resolutions(self) -> None: ...
 
 
 @runtime_checkable
@@ -341,7 +344,9 @@ class JarManager(Protocol):
     - ``resolve_stub_data(data)`` and ``resolve_entry(*entry)`` turn a stub
       entry into ``(jar, oid, class)`` of its target;
     - ``stable_id_of_target`` and ``retarget_stubs`` let a foreign jar follow
-      a renamed record and rewrite the stubs that name it.
+      a renamed record and rewrite the stubs that name it;
+    - ``forget_resolutions`` makes every jar drop its stub resolutions (a
+      member's indexes changed).
     """
 
     federation: FederationView
@@ -369,3 +374,5 @@ class JarManager(Protocol):
     def stable_id_of_target(self, member: Any, oid: bytes) -> str | None: ...
 
     def retarget_stubs(self, member: Any, old: bytes, new: bytes) -> None: ...
+
+    def forget_resolutions(self) -> None: ...

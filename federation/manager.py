@@ -323,11 +323,11 @@ class Manager:
         jar, klass = self._resolve_target(member_id, member_name, kind, key, module, name)
         return jar, self._oid_in(jar, kind, key), klass
 
-    def _forget_resolutions(self) -> None:
+    def forget_resolutions(self) -> None:
         """Drop every member connection's stub resolutions (a member's indexes changed)."""
         self._stub_prefixes.clear()
         for jar in self._jars.values():
-            jar._zfed_resolved.clear()
+            jar.forget_resolutions()
 
     @staticmethod
     def _oid_in(jar: Any, kind: str, key: bytes) -> bytes:

@@ -261,7 +261,7 @@ def _writable(member: Any) -> bool:
 
 def _unavailable_zodb_members(federation: FederationView) -> list[str]:
     return [name for name, member in federation.members.items()
-            if not member.available and not hasattr(member, "factory")]
+            if not member.available]  # a foreign member is always available: its adapter says
 
 
 def recover(federation: FederationView, *, decisions: Mapping[str, bool] | None = None,
