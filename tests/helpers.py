@@ -87,3 +87,15 @@ def journal_entries(conn, member: str) -> list[str]:
     """The global ids in ``member``'s commit journal, as ``conn`` sees them."""
     catalog = conn.root(member).zodb_federation
     return [gid for gid, _entry in journal_items(getattr(catalog, "journal", None))]
+
+
+def change_page_and_row(conn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commit a page in ``main``; then, in the open transaction, change it and row 1 of the
+    PostgreSQL member ``people``, whose session will send no rollback (its process "dies").
+    """
+    conn.root("main")["page"] = Item("page")
+    transaction.commit()
+    conn.get("people:integer:1").name = "Ada Lovelace"
+    conn.root("main")["page"].title = "changed"
+    adapter = conn.jar("people").adapter
+    monkeypatch.setattr(adapter, "abort", adapter._close_writer)

@@ -11,6 +11,7 @@ import transaction
 import federation
 from federation.adapters import sql
 from tests.conformance import AdapterConformance, ForeignFixture
+from tests.helpers import change_page_and_row
 from tests.models import Item, Person
 
 pytestmark = pytest.mark.server
@@ -98,12 +99,7 @@ def test_prepared_branch_without_decision_is_rolled_back(postgresql_server, pers
     members = {"main": (tmp_path / "main.fs").as_uri(),
                "people": sql.postgresql("people", dsn, person_table)}
     with federation.open(members) as fed, fed.open() as conn:
-        conn.root("main")["page"] = Item("page")
-        transaction.commit()
-        conn.get("people:integer:1").name = "Ada Lovelace"
-        conn.root("main")["page"].title = "changed"
-        jar = conn.jar("people")
-        monkeypatch.setattr(jar.adapter, "abort", jar.adapter._close_writer)  # no rollback sent
+        change_page_and_row(conn, monkeypatch)
         monkeypatch.setattr(type(conn.jar("main")), "tpc_finish", _fail)
         with pytest.raises(RuntimeError, match="crash"):
             transaction.commit()

@@ -12,7 +12,7 @@ import federation
 from federation import recovery
 from federation.adapters import sql
 from federation.connection import FederatedConnection
-from tests.helpers import journal_entries
+from tests.helpers import change_page_and_row, journal_entries
 from tests.models import Item, Person
 from tests.test_zeo import zeo  # noqa: F401 - the fixture
 
@@ -345,12 +345,7 @@ def test_recovery_tolerates_a_prepared_branch_finished_concurrently(
     members = {"main": (tmp_path / "main.fs").as_uri(),
                "people": sql.postgresql("people", dsn, table)}
     with federation.open(members) as fed, fed.open() as conn:
-        conn.root("main")["page"] = Item("page")
-        transaction.commit()
-        conn.get("people:integer:1").name = "Ada Lovelace"
-        conn.root("main")["page"].title = "changed"
-        jar = conn.jar("people")
-        monkeypatch.setattr(jar.adapter, "abort", jar.adapter._close_writer)  # killed: no rollback
+        change_page_and_row(conn, monkeypatch)
         monkeypatch.setattr(ForeignJar, "tpc_finish", lambda self, txn: 1 / 0)
         monkeypatch.setattr(recovery, "resolve", lambda *args: None)
         transaction.commit()  # decided by main; people's branch stays prepared
@@ -449,12 +444,7 @@ def test_prepared_branch_under_a_tombstone_is_rolled_back_by_the_next_recovery(
     members = {"main": (tmp_path / "main.fs").as_uri(),
                "people": sql.postgresql("people", dsn, table)}
     with federation.open(members) as fed, fed.open() as conn:
-        conn.root("main")["page"] = Item("page")
-        transaction.commit()
-        conn.get("people:integer:1").name = "Ada Lovelace"
-        conn.root("main")["page"].title = "changed"
-        jar = conn.jar("people")
-        monkeypatch.setattr(jar.adapter, "abort", jar.adapter._close_writer)  # killed: no rollback
+        change_page_and_row(conn, monkeypatch)
         monkeypatch.setattr(FederatedConnection, "tpc_finish",
                             lambda self, txn: (_ for _ in ()).throw(RuntimeError("killed")))
         with pytest.raises(RuntimeError):
