@@ -17,6 +17,7 @@ from ZODB.FileStorage.FileStorage import FileStorageFormatError
 from ZODB.interfaces import IStorage
 from ZODB.utils import z64
 
+from federation.adapters import relstorage
 from federation.catalog import CATALOG_ATTRIBUTE, Catalog
 from federation.connection import UNREACHABLE_ERRORS, FederatedConnection
 from federation.errors import (
@@ -32,8 +33,8 @@ from federation.redact import redact
 
 log = logging.getLogger(__name__)
 
-#: zodburi schemes whose storages take a ``read_only`` argument.
-READ_ONLY_SCHEMES = {"file", "zeo"}
+#: zodburi schemes whose storages take a ``read_only`` argument (``postgres``: RelStorage).
+READ_ONLY_SCHEMES = {"file", "zeo", "postgres"}
 
 #: Key kinds a ZODB member can be referred to by.
 ZODB_KINDS = ("integer", "uuid")
@@ -129,6 +130,10 @@ class ZodbMember:
         except (*UNREACHABLE_ERRORS, FederationError):
             raise
         except Exception as error:
+            if relstorage.unreachable(error):
+                raise ConnectionError(
+                    f"The PostgreSQL server of {where} cannot be reached: {describe(error)}."
+                ) from error
             _release_half_open(error.__traceback__)
             self._storage_error(error, where)
 
@@ -155,6 +160,7 @@ class ZodbMember:
         ) from error
 
     def _db_on(self, storage: Any, dbkw: dict[str, Any], where: str) -> DB:
+        relstorage.give_stable_name(storage)
         try:
             self._fresh = storage.lastTransaction() == z64
             return FederatedDB(storage, self, database_name=self.name, **dbkw)

@@ -70,6 +70,7 @@ from ZODB.serialize import referencesf
 from ZODB.utils import p64, u64, z64
 
 from federation import maintenance
+from federation.adapters import relstorage
 from federation.catalog import CATALOG_ATTRIBUTE, Index
 from federation.errors import CollectionRefused
 from federation.marking import Dangling, Marker, Progress, View
@@ -168,8 +169,8 @@ def collect(federation: Any, *, days: float = 0.0, exclude: tuple[str, ...] | li
         marker.keep_reusable_stubs()
         step("scanned")
         packable = [view for view in marker.views.values() if _packable(view)]
+        written: dict[str, LLTreeSet] = {}  # member -> the keep-alive set last written
         if not dry_run:
-            written: dict[str, LLTreeSet] = {}
             for _ in range(MAX_ROUNDS):
                 for view in packable:
                     if _changed(marker.cross[view.name], written.get(view.name)):
@@ -198,7 +199,7 @@ def collect(federation: Any, *, days: float = 0.0, exclude: tuple[str, ...] | li
         if dry_run:
             return report
         for view in packable:
-            _pack(marker, view, report[view.name], days, step)
+            _pack(marker, view, report[view.name], days, step, written)
         for view in packable:
             if report[view.name].packed:
                 report[view.name].stubs = maintenance.prune(view.member.db)
@@ -283,15 +284,18 @@ def _diff_keep_alive(view: View, conn: Any,
 
 
 def _pack(marker: Marker, view: View, result: MemberCollection, days: float,
-          step: Hook) -> None:
+          step: Hook, written: dict[str, LLTreeSet]) -> None:
     """Pack one member at the last scanned transaction (or ``days`` ago, if that is safe)."""
     if view.scanned == z64:
         result.note = "not packed: empty"
         return
     stop = view.scanned
+    history_free = relstorage.history_free(view.storage)
     if days > 0:
         earlier = _as_tid(time.time() - days * 86400)
-        if earlier < stop:
+        if history_free:
+            stop = min(stop, earlier)  # no history: only a grace period for young garbage
+        elif earlier < stop:
             risky = _unprotected_at(marker, view, earlier)
             if risky:
                 result.note = (f"not packed: {risky} object(s) that other members reference now "
@@ -301,13 +305,62 @@ def _pack(marker: Marker, view: View, result: MemberCollection, days: float,
                 return
             stop = earlier
     step(f"pack {view.name}")
-    view.storage.pack(_pack_time(stop), referencesf)
+    if history_free:
+        result.packed = _pack_history_free(marker, view, stop, written)
+        if not result.packed:
+            result.note = "not packed: no record is older than the pack point"
+            result.collectable = []
+    else:
+        view.storage.pack(_pack_time(view.storage, stop), referencesf)
+        result.packed = True
     step(f"packed {view.name}")
-    result.packed = True
 
 
-def _pack_time(tid: bytes) -> float:
-    """The time a storage's ``pack(t)`` turns back into ``tid`` or the next possible tid."""
+def _pack_history_free(marker: Marker, view: View, stop: bytes,
+                       written: dict[str, LLTreeSet]) -> bool:
+    """Pack a history-free RelStorage at ``stop``, once its analysis is known to be safe.
+
+    Such a storage keeps no old revisions: its collector keeps the root, the
+    records written after ``stop`` and what they reach *now*, not what was
+    reachable at ``stop``.  An object that a commit after the last scan moved
+    from this member into another one is reached only by the new stub, which
+    the keep-alive set does not name yet.  So the analysis (RelStorage's
+    pre-pack) runs first, then every member's tail is scanned again: if a
+    new cross-member reference into this member appeared, the keep-alive
+    set is rewritten and the analysis run again; else, what the analysis
+    condemned was unreachable from every member when it ran, which stays
+    true, and RelStorage deletes it.  False when no record is as old as
+    ``stop`` (nothing to pack).
+    """
+    storage, name = view.storage, view.name
+    point = relstorage.pack_point(storage, stop)
+    if not relstorage.has_records_before(storage, point):
+        return False
+    for _ in range(MAX_ROUNDS):
+        storage.pack(point, referencesf, prepack_only=True)
+        marker.scan_tail()
+        marker.mark_foreign()
+        marker.keep_reusable_stubs()
+        if not _changed(marker.cross[name], written.get(name)):
+            storage.pack(point, referencesf, skip_prepack=True)
+            return True
+        _write_keep_alive(view, marker.cross[name])
+        written[name] = LLTreeSet(marker.cross[name])
+    raise CollectionRefused(
+        f"Member {name!r}: commits kept adding references into it from other members during "
+        f"{MAX_ROUNDS} analyses of its pack, so no pack is safe yet; it was not packed. Run "
+        "the pack again when the federation is less busy."
+    )
+
+
+def _pack_time(storage: Any, tid: bytes) -> float | int:
+    """What to give ``storage.pack`` to pack at ``tid``.
+
+    A time that the storage turns back into ``tid`` or the next possible tid;
+    RelStorage takes the transaction id itself.
+    """
+    if relstorage.is_relstorage(storage):
+        return relstorage.pack_point(storage, tid)
     t = TimeStamp(tid).timeTime()
     while _as_tid(t) < tid:
         t = math.nextafter(t, math.inf)

@@ -23,6 +23,7 @@ from ZODB.POSException import ConflictError, POSKeyError
 from ZODB.serialize import referencesf
 from ZODB.utils import u64, z64
 
+from federation.adapters import relstorage
 from federation.catalog import (
     CATALOG_ATTRIBUTE,
     Index,
@@ -227,6 +228,7 @@ def prune(db: Any) -> int:
     conn = db.open(tm)
     try:
         for attempt in range(5):
+            relstorage.refresh(storage)  # see what the pack removed, and what was added since
             try:
                 catalog = getattr(conn.root(), CATALOG_ATTRIBUTE)
                 by_oid = _index(catalog, "stubs_by_oid")

@@ -46,6 +46,7 @@ from ZODB.serialize import referencesf
 from ZODB.utils import p64, u64, z64
 
 from federation import journal, resolvers
+from federation.adapters import relstorage
 from federation.catalog import CATALOG_ATTRIBUTE, decode_entry, journal_items
 from federation.connection import UNREACHABLE_ERRORS
 from federation.errors import (
@@ -164,6 +165,7 @@ class Marker:
             self._todo[name] = array("Q")
             self._names.append(name)
         for view in self.views.values():
+            self._call(view, relstorage.refresh, view.storage)
             view.snapshot = view.scanned = self._call(view, view.storage.lastTransaction)
             with contextlib.suppress(TypeError):  # a storage that cannot count its objects
                 self.total += len(view.storage)
@@ -283,6 +285,7 @@ class Marker:
         for view in self.views.values():
             self._sync_uuids(view)
             start = p64(u64(view.scanned) + 1)
+            self._call(view, relstorage.refresh, view.storage)
             iterator = self._call(view, view.storage.iterator, start)
             try:
                 for txn in iterator:

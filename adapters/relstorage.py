@@ -1,0 +1,120 @@
+"""RelStorage members: what the federation does differently for a RelStorage storage.
+
+RelStorage (``postgres://`` zodburi URIs) is a ZODB storage like any other
+for the federation, with four differences handled here:
+
+- **Lock order.**  The coordinator takes the members' locks in the order of
+  their storages' ``sortKey()``, in every process.  RelStorage's default
+  storage name (its ``sortKey``) holds the address of an object of the
+  process, so two processes could order the same two members differently;
+  :func:`give_stable_name` names such a storage after its database instead.
+- **Current reads.**  RelStorage is an MVCC storage: each ZODB connection
+  reads through its own instance, and the instance the ``ZODB.DB`` holds
+  keeps reading the snapshot of its first read until it is told to move
+  on.  The federation's own readers (the collector's mark, index pruning,
+  recovery) call :func:`refresh` before they read.
+- **Pack without history.**  A history-free RelStorage keeps only current
+  records, and its pack collects what the current records (and everything
+  written after the pack point) do not reach; see :func:`history_free` and
+  :mod:`federation.gc`, which verifies the pack's analysis before anything
+  is deleted.
+- **Unreachable server.**  A PostgreSQL server that cannot be reached is a
+  member that is unavailable (:func:`unreachable`), not a configuration
+  error; a server that refuses the login or the database is one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ZODB.utils import u64
+
+try:
+    from relstorage.storage import RelStorage
+except ImportError:  # the optional dependency (the ``relstorage`` extra) is not installed
+    RelStorage = None
+
+try:
+    from psycopg2 import OperationalError as _DriverOperationalError
+except ImportError:  # RelStorage's PostgreSQL driver is not installed
+    _DriverOperationalError = None
+
+#: What RelStorage's default storage name starts with (followed by its adapter's repr).
+_DEFAULT_NAME_PREFIX = "RelStorage: <"
+
+
+def is_relstorage(storage: Any) -> bool:
+    """Whether ``storage`` is a RelStorage storage."""
+    return RelStorage is not None and isinstance(storage, RelStorage)
+
+
+def history_free(storage: Any) -> bool:
+    """Whether ``storage`` is a history-free RelStorage (no old revisions, no undo)."""
+    return is_relstorage(storage) and not storage.keep_history
+
+
+def give_stable_name(storage: Any) -> None:
+    """Name a RelStorage that has RelStorage's default name after its database.
+
+    The name (``RelStorage: dbname=... user=... host=... port=...``, never a
+    password) is the storage's ``sortKey()``, the same in every process
+    that opens the database with the same settings.  A storage given a
+    ``name`` (the URI's ``?name=``, or ``RelStorage(name=...)``) keeps it.
+    Connections' storage instances copy the name of the storage they are
+    made from, so this is done before the ``ZODB.DB`` opens.
+    """
+    if not is_relstorage(storage) or not str(storage.__name__).startswith(_DEFAULT_NAME_PREFIX):
+        return
+    adapter = storage._adapter
+    dsn = getattr(adapter, "_dsn", None)
+    if not isinstance(dsn, str):
+        return  # not PostgreSQL: left as RelStorage names it
+    settings = " ".join(sorted(part for part in dsn.split()
+                               if not part.startswith("password")))
+    kind = "history-preserving" if storage.keep_history else "history-free"
+    storage.__name__ = f"RelStorage ({kind}): {settings}"
+
+
+def pack_point(storage: Any, tid: bytes) -> int:
+    """What RelStorage's ``pack(t, ...)`` takes to pack at exactly the transaction ``tid``.
+
+    RelStorage reads a ``t`` larger than any time as a transaction id (as an
+    integer); a time would be rounded, and one at or after the current time
+    means "the last transaction".
+    """
+    return u64(tid)
+
+
+def has_records_before(storage: Any, point: int) -> bool:
+    """Whether a history-free RelStorage holds a record written at or before ``point``.
+
+    Without one, its pre-pack analyses nothing and leaves the analysis of
+    an earlier pack in place: a pack then must not run its second phase.
+    """
+    packundo = storage._adapter.packundo
+    return packundo.choose_pack_transaction(point) is not None
+
+
+def refresh(storage: Any) -> None:
+    """Make a RelStorage read the database as it is now (other storages need nothing).
+
+    Ends the snapshot the storage's load connection reads: the next read
+    (``lastTransaction``, ``load``, ``iterator``...) sees every transaction
+    committed before it.
+    """
+    if is_relstorage(storage):
+        storage.sync()
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error``, raised opening a RelStorage, says its server cannot be reached.
+
+    The driver raises ``OperationalError`` both for a server that is down or
+    unreachable and for one that refuses the login or the database; the
+    server's refusals carry its ``FATAL:`` message, except while it starts
+    or stops.
+    """
+    if _DriverOperationalError is None or not isinstance(error, _DriverOperationalError):
+        return False
+    text = str(error)
+    return "FATAL:" not in text or "the database system is" in text

@@ -1,0 +1,317 @@
+"""RelStorage on PostgreSQL as a member: references, commits, conflicts, pack, zfed, failures.
+
+Every test runs against the real PostgreSQL server of the session, with
+RelStorage databases owned by a role that must give its password
+(:mod:`tests.servers.relstorage`), history-free and history-preserving.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import transaction
+from BTrees.OOBTree import OOBTree
+from click.testing import CliRunner
+from persistent.mapping import PersistentMapping
+
+import federation
+from federation import gc
+from federation.cli import main
+from tests.models import Item
+from tests.servers.relstorage import PASSWORD, RelStorageDatabases
+
+pytest.importorskip("relstorage")
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(params=[False, True], ids=["history-free", "history-preserving"])
+def history(request: pytest.FixtureRequest) -> bool:
+    """Whether the RelStorage member keeps history."""
+    return request.param
+
+
+@pytest.fixture
+def rs_uri(relstorage_databases: RelStorageDatabases, history: bool) -> str:
+    """The postgres:// URI of a new RelStorage database (with its password)."""
+    return relstorage_databases.uri(history=history)
+
+
+@pytest.fixture
+def members(tmp_path: Path, rs_uri: str) -> dict[str, str]:
+    """A FileStorage member ``main`` and a RelStorage member ``rs``."""
+    return {"main": (tmp_path / "main.fs").as_uri(), "rs": rs_uri}
+
+
+@pytest.fixture
+def fed(members: dict[str, str]) -> Iterator[federation.Federation]:
+    """The federation of ``members``."""
+    opened = federation.open(members)
+    yield opened
+    transaction.abort()
+    opened.close()
+
+
+def _config(tmp_path: Path, members: dict[str, str], **read_only: bool) -> Path:
+    config = tmp_path / "federation.toml"
+    config.write_text("".join(
+        f'[members.{name}]\nuri = "{uri}"\n'
+        + (f"read_only = {str(read_only[name]).lower()}\n" if name in read_only else "")
+        for name, uri in members.items()))
+    return config
+
+
+def _texts(*values: Any) -> str:
+    """Every message and repr of ``values`` and of the errors they were raised from."""
+    texts = []
+    for value in values:
+        texts += [str(value), repr(value)]
+        while isinstance(value, BaseException) and (value.__cause__ or value.__context__):
+            value = value.__cause__ or value.__context__
+            texts += [str(value), repr(value)]
+    return "\n".join(texts)
+
+
+# -- references, reopen, storage objects -------------------------------------------
+
+
+def test_references_both_ways_survive_a_reopen(members):
+    """FileStorage -> RelStorage and RelStorage -> FileStorage references load after a reopen."""
+    with federation.open(members) as fed, fed.open() as conn:
+        page = conn.root("main")["page"] = Item("page")
+        transaction.commit()
+        note = conn.root("rs")["note"] = Item("note", link=page)
+        transaction.commit()
+        page.link = note
+        transaction.commit()
+    with federation.open(members) as fed, fed.open() as conn:
+        page, note = conn.root("main")["page"], conn.root("rs")["note"]
+        assert page.link is note and note.link is page
+        assert conn.get(conn.ref(note)) is note and conn.ref(note).member == "rs"
+        assert len(conn.stubs("main")) == len(conn.stubs("rs")) == 1
+        transaction.abort()
+
+
+def test_a_relstorage_object_as_member(tmp_path, relstorage_databases, history):
+    """A RelStorage built by the application is a member like a URI, with a stable lock key."""
+    from relstorage.adapters.postgresql import PostgreSQLAdapter
+    from relstorage.options import Options
+    from relstorage.storage import RelStorage
+
+    server, name = relstorage_databases.server, relstorage_databases.create()
+    dsn = (f"dbname={name} user=zfed_relstorage password={PASSWORD} host={server.host} "
+           f"port={server.port}")
+
+    def storage() -> RelStorage:
+        options = Options(keep_history=history)
+        return RelStorage(PostgreSQLAdapter(dsn=dsn, options=options), options=options)
+
+    keys = []
+    for _ in range(2):
+        members = {"main": (tmp_path / "main.fs").as_uri(), "rs": storage()}
+        with federation.open(members) as fed, fed.open() as conn:
+            if "item" not in conn.root("rs"):
+                conn.root("rs")["item"] = Item("item", link=conn.root("main"))
+                transaction.commit()
+            assert conn.root("rs")["item"].link is conn.root("main")
+            keys.append(conn.jar("rs").lock_key())
+            transaction.abort()
+    assert keys[0] == keys[1] and PASSWORD not in keys[0]
+
+
+def test_lock_key_is_the_same_in_every_process(members):
+    """Two openings of the same RelStorage database order its locks alike (no address in the
+    key), so two processes never take two members' locks in opposite orders."""
+    keys = []
+    for _ in range(2):
+        with federation.open(members) as fed, fed.open() as conn:
+            keys.append(conn.jar("rs").lock_key())
+    assert keys[0] == keys[1]
+    assert PASSWORD not in keys[0] and " at 0x" not in keys[0] and " at 7f" not in keys[0]
+
+
+# -- concurrent commits ---------------------------------------------------------------
+
+
+def _increment(fed: federation.Federation, rounds: int, barrier: threading.Barrier,
+               tries: list[int], errors: list[BaseException]) -> None:
+    """``rounds`` transactions over both members; each first try waits until both threads
+    have read the counter, so that exactly one of them conflicts and is retried."""
+    tm = transaction.TransactionManager()
+    try:
+        with fed.open(tm) as conn:
+            for _ in range(rounds):
+                first = True
+                for attempt in tm.attempts(10):
+                    with attempt:
+                        tries.append(1)
+                        counter = conn.root("rs")["counter"]
+                        value = counter["value"]
+                        if first:
+                            first = False
+                            barrier.wait(30)
+                        counter["value"] = value + 1
+                        conn.root("main")["last"] = Item("last", link=counter)
+    except BaseException as error:
+        errors.append(error)
+        barrier.abort()
+
+
+def test_conflicting_commits_from_two_threads_are_retried_to_success(fed):
+    """Two threads change the same RelStorage object in transactions over both members at once:
+    one conflicts in each round, attempts() retries it, and no increment is lost."""
+    with fed.open() as conn:
+        conn.root("rs")["counter"] = PersistentMapping(value=0)
+        transaction.commit()
+    rounds, barrier = 4, threading.Barrier(2)
+    tries: list[int] = []
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=_increment, args=(fed, rounds, barrier, tries, errors))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(tries) >= 3 * rounds  # at least one retry per round
+    with fed.open() as conn:
+        assert conn.root("rs")["counter"]["value"] == 2 * rounds
+        assert conn.root("main")["last"].link is conn.root("rs")["counter"]
+        transaction.abort()
+
+
+def test_btree_conflicts_are_resolved(fed):
+    """Two transactions over both members add different keys to the same RelStorage BTree
+    bucket concurrently: BTrees' conflict resolution merges them, nothing is retried.
+
+    (Two transactions that both make the *first* stub of one target do conflict: one stub per
+    target; here it exists already.)"""
+    with fed.open() as conn:
+        conn.root("rs")["tree"] = OOBTree({"a": conn.root("main")})  # the stub exists
+        conn.root("main")["one"], conn.root("main")["two"] = Item("one"), Item("two")
+        transaction.commit()
+    first, second = transaction.TransactionManager(), transaction.TransactionManager()
+    with fed.open(first) as one, fed.open(second) as two:
+        one.root("rs")["tree"]["b"] = Item("b", link=one.root("main"))
+        two.root("rs")["tree"]["c"] = Item("c", link=two.root("main"))
+        one.root("main")["one"].title = "changed by one"
+        two.root("main")["two"].title = "changed by two"
+        first.commit()
+        second.commit()
+    with fed.open() as conn:
+        tree = conn.root("rs")["tree"]
+        assert sorted(tree) == ["a", "b", "c"]
+        assert tree["b"].link is tree["c"].link is conn.root("main")
+        transaction.abort()
+
+
+# -- pack --------------------------------------------------------------------------------
+
+
+def _exists(members: dict[str, str], member: str, oid: bytes) -> bool:
+    """Whether ``member`` still holds the record ``oid`` (read in a fresh federation)."""
+    with federation.open(members) as fed:
+        try:
+            fed.members[member].db.storage.load(oid)
+        except KeyError:
+            return False
+        return True
+
+
+def _garbage_and_stub_only(fed: federation.Federation) -> tuple[bytes, bytes]:
+    """In rs: garbage, and an object only main references; their oids."""
+    with fed.open() as conn:
+        garbage = conn.root("rs")["garbage"] = Item("garbage", link=Item("garbage child"))
+        only = conn.root("rs")["tmp"] = Item("only through a stub", link=Item("its child"))
+        transaction.commit()
+        conn.root("main")["only"] = only
+        del conn.root("rs")["tmp"], conn.root("rs")["garbage"]
+        transaction.commit()
+        return garbage._p_oid, only._p_oid
+
+
+def test_pack_keeps_what_stubs_reach_and_collects_garbage(fed, members):
+    """fed.pack() keeps the RelStorage objects that only main's stub reaches, and removes
+    RelStorage's garbage (history-free: RelStorage's own collector, fed the federation's
+    keep-alive set)."""
+    garbage, only = _garbage_and_stub_only(fed)
+    report = fed.pack()
+    assert report["rs"].packed and report["main"].packed
+    assert garbage in {oid.to_bytes(8, "big") for oid in report["rs"].collectable}
+    fed.close()
+    assert not _exists(members, "rs", garbage) and _exists(members, "rs", only)
+    with federation.open(members) as again, again.open() as conn:
+        assert conn.root("main")["only"].link.title == "its child"
+        assert conn.root("main")["only"]._p_jar is conn.jar("rs")
+        transaction.abort()
+
+
+def _move_to_rs(fed: federation.Federation) -> None:
+    """In one transaction: main's root drops 'x', rs' root references it instead."""
+    tm = transaction.TransactionManager()
+    with fed.open(tm) as conn:
+        x = conn.root("main")["x"]
+        del conn.root("main")["x"]
+        conn.root("rs")["x"] = Item("holder", link=x)
+        tm.commit()
+
+
+def _move_to_main(fed: federation.Federation) -> None:
+    """In one transaction: rs' holder of 'x' goes, main's root references 'x' itself."""
+    tm = transaction.TransactionManager()
+    with fed.open(tm) as conn:
+        x = conn.root("rs")["x"].link
+        del conn.root("rs")["x"]
+        conn.root("main")["x"] = x
+        tm.commit()
+
+
+@pytest.mark.parametrize("step", gc.STEPS)
+@pytest.mark.parametrize("move", [_move_to_rs, _move_to_main], ids=["to-rs", "to-main"])
+def test_commit_during_pack_keeps_what_it_references(fed, step, move):
+    """A commit that moves the only reference to an object between main and rs, at any step
+    of the pack, loses nothing: the object loads afterwards, and after one more pack."""
+    with fed.open() as conn:
+        x = Item("x", link=Item("child of x"))
+        if move is _move_to_rs:
+            conn.root("main")["x"] = x
+        else:
+            conn.add(x, "rs")
+            conn.root("rs")["x"] = Item("holder", link=x)
+        transaction.commit()
+    seen = []
+
+    def hook(name: str) -> None:
+        if name.split()[0] == step and not seen:
+            seen.append(name)
+            move(fed)
+
+    fed.pack(hook=hook)
+    assert seen
+    for _ in range(2):
+        with fed.open() as conn:
+            moved = move is _move_to_rs
+            x = conn.root("rs")["x"].link if moved else conn.root("main")["x"]
+            assert (x.title, x.link.title) == ("x", "child of x")
+            transaction.abort()
+        fed.pack()
+
+
+def test_zfed_pack_and_check(tmp_path, members):
+    """zfed pack keeps what stubs reach and collects garbage; zfed check finds nothing wrong;
+    neither shows the password."""
+    with federation.open(members) as fed:
+        garbage, only = _garbage_and_stub_only(fed)
+    config = _config(tmp_path, members)
+    runner = CliRunner()
+    packed = runner.invoke(main, ["pack", str(config)])
+    assert packed.exit_code == 0, packed.output
+    assert "rs: packed" in packed.output and PASSWORD not in packed.output
+    checked = runner.invoke(main, ["check", str(config)])
+    assert checked.exit_code == 0, checked.output
+    assert PASSWORD not in checked.output
+    assert not _exists(members, "rs", garbage) and _exists(members, "rs", only)
