@@ -18,9 +18,10 @@ for the federation, with four differences handled here:
   written after the pack point) do not reach; see :func:`history_free` and
   :mod:`federation.gc`, which verifies the pack's analysis before anything
   is deleted.
-- **Unreachable server.**  A PostgreSQL server that cannot be reached is a
-  member that is unavailable (:func:`unreachable`), not a configuration
-  error; a server that refuses the login or the database is one.
+- **Unreachable server.**  A PostgreSQL server that cannot be reached (its
+  driver's errors, :data:`DISCONNECTED`) is a member that is unavailable,
+  not a configuration error; a server that refuses the login or the
+  database is one (:func:`refused`).
 """
 
 from __future__ import annotations
@@ -35,9 +36,15 @@ except ImportError:  # the optional dependency (the ``relstorage`` extra) is not
     RelStorage = None
 
 try:
+    from psycopg2 import InterfaceError as _DriverInterfaceError
     from psycopg2 import OperationalError as _DriverOperationalError
 except ImportError:  # RelStorage's PostgreSQL driver is not installed
-    _DriverOperationalError = None
+    _DriverInterfaceError = _DriverOperationalError = None
+
+#: What RelStorage's PostgreSQL driver raises when its server went away (RelStorage reads
+#: the same errors as disconnections).
+DISCONNECTED: tuple[type[BaseException], ...] = tuple(
+    error for error in (_DriverOperationalError, _DriverInterfaceError) if error is not None)
 
 #: What RelStorage's default storage name starts with (followed by its adapter's repr).
 _DEFAULT_NAME_PREFIX = "RelStorage: <"
@@ -106,15 +113,14 @@ def refresh(storage: Any) -> None:
         storage.sync()
 
 
-def unreachable(error: BaseException) -> bool:
-    """Whether ``error``, raised opening a RelStorage, says its server cannot be reached.
+def refused(error: BaseException) -> bool:
+    """Whether ``error``, raised opening a RelStorage, is its server refusing the login or the
+    database (a configuration error), not a server that cannot be reached.
 
-    The driver raises ``OperationalError`` both for a server that is down or
-    unreachable and for one that refuses the login or the database; the
-    server's refusals carry its ``FATAL:`` message, except while it starts
-    or stops.
+    The driver raises ``OperationalError`` for both; the server's refusals
+    carry its ``FATAL:`` message, except while it starts or stops.
     """
-    if _DriverOperationalError is None or not isinstance(error, _DriverOperationalError):
+    if not DISCONNECTED or not isinstance(error, DISCONNECTED):
         return False
     text = str(error)
-    return "FATAL:" not in text or "the database system is" in text
+    return "FATAL:" in text and "the database system is" not in text

@@ -88,7 +88,9 @@ class ZodbMember:
         self._adopted_klass: type | None = None
         try:
             self.db = self._open_db(source)
-        except UNREACHABLE_ERRORS as error:
+        except (MemberUnavailable, *UNREACHABLE_ERRORS) as error:
+            if isinstance(error, MemberUnavailable) and error.__cause__ is not None:
+                error = error.__cause__  # the root's load, as the connection reported it
             log.warning("Member %r is unavailable: %s", name, describe(error))
             self.error = error
             return
@@ -127,13 +129,13 @@ class ZodbMember:
         """The storage ``factory`` opens; its failures become ``MemberOpenError``."""
         try:
             return factory()
-        except (*UNREACHABLE_ERRORS, FederationError):
+        except FederationError:
             raise
         except Exception as error:
-            if relstorage.unreachable(error):
-                raise ConnectionError(
-                    f"The PostgreSQL server of {where} cannot be reached: {describe(error)}."
-                ) from error
+            if relstorage.refused(error):  # its server answered: a login or database error
+                self._storage_error(error, where)
+            if isinstance(error, UNREACHABLE_ERRORS):
+                raise
             _release_half_open(error.__traceback__)
             self._storage_error(error, where)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid as _uuid
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import BTrees
@@ -49,6 +50,7 @@ from ZODB.utils import p64, u64, z64
 from zodbpickle import binary
 
 from federation import journal
+from federation.adapters import relstorage
 from federation.branch import StoreBuffer
 from federation.catalog import (
     CATALOG_ATTRIBUTE,
@@ -81,8 +83,9 @@ if TYPE_CHECKING:
 
     from federation.interfaces import JarManager
 
-#: Storage errors that mean "the member went away", not "the data is bad".
-UNREACHABLE_ERRORS = (ClientDisconnected, ConnectionError, TimeoutError)
+#: Storage errors that mean "the member went away", not "the data is bad" (RelStorage's
+#: database driver's among them).
+UNREACHABLE_ERRORS = (ClientDisconnected, ConnectionError, TimeoutError, *relstorage.DISCONNECTED)
 
 log = logging.getLogger(__name__)
 
@@ -328,8 +331,16 @@ class FederatedConnection(Connection):
         pass over the invalidated oids, as ZODB's own.
         """
         self._readCurrent.clear()
-        self._storage.sync(sync)
-        invalidated = self._storage.poll_invalidations()
+        try:
+            self._storage.sync(sync)
+            invalidated = self._storage.poll_invalidations()
+        except UNREACHABLE_ERRORS as error:
+            # A storage that asks its server at each transaction start (RelStorage) and cannot
+            # reach it: what this connection holds may be stale, so it is all dropped; its
+            # objects raise MemberUnavailable when touched, the other members work.
+            log.warning("Member %r cannot be reached to start a transaction: %s",
+                        self._zfed_member.name, describe(error))
+            invalidated = None
         if invalidated is None:
             # special value: the transaction is so old that the whole cache goes
             invalidated = self._cache.cache_data.copy()
@@ -780,7 +791,27 @@ class FederatedConnection(Connection):
                 f"were changed: {changed or 'objects saved in a savepoint'}."
             )
 
+    @contextmanager
+    def _zfed_reaching(self) -> Iterator[None]:
+        """Report the storage's server going away as ``MemberUnavailable`` (a commit step
+        that asks the server: RelStorage's new oids and vote)."""
+        try:
+            yield
+        except UNREACHABLE_ERRORS as error:
+            raise MemberUnavailable(self._zfed_member.name, cause=error) from error
+
+    def get(self, oid: bytes) -> Any:
+        """``Connection.get``; a storage whose server went away raises ``MemberUnavailable``."""
+        try:
+            return super().get(oid)
+        except UNREACHABLE_ERRORS as error:
+            raise MemberUnavailable(self._zfed_member.name, u64(oid), error) from error
+
     def collect(self, transaction: Any) -> bool:
+        with self._zfed_reaching():
+            return self._collect(transaction)
+
+    def _collect(self, transaction: Any) -> bool:
         if not self._zfed_collected:
             self._zfed_collected = True
             if not (self._registered_objects or self._savepoint_storage is not None
@@ -825,7 +856,8 @@ class FederatedConnection(Connection):
     def journal_branch(self, transaction: Any, gid: str, xid: str) -> dict[str, Any]:
         buffer = self._zfed_buffer
         assert buffer is not None
-        marker = self.new_oid()
+        with self._zfed_reaching():
+            marker = self.new_oid()
         buffer.store(marker, z64, journal.marker_record(gid), "", None)
         member = self._zfed_member
         return {"kind": "zodb", "member_id": member.member_id, "name": member.name,
@@ -836,9 +868,10 @@ class FederatedConnection(Connection):
         assert buffer is not None
         self._unbuffer()
         meta = transaction.data(self)
-        self._normal_storage.tpc_begin(meta)
-        self._zfed_begun = True
-        buffer.replay(meta, self._cache.invalidate)
+        with self._zfed_reaching():
+            self._normal_storage.tpc_begin(meta)
+            self._zfed_begun = True
+            buffer.replay(meta, self._cache.invalidate)
 
     def tpc_vote(self, transaction: Any) -> None:
         # Called by transaction itself only when this connection has no manager.
@@ -846,7 +879,8 @@ class FederatedConnection(Connection):
         super().tpc_vote(transaction)
 
     def prepare(self, transaction: Any) -> None:
-        super().tpc_vote(transaction)
+        with self._zfed_reaching():
+            super().tpc_vote(transaction)
 
     vote_one_phase = prepare
 
@@ -923,8 +957,13 @@ class FederatedConnection(Connection):
         if self._zfed_retargets:
             self._write_retargets()
         manager = self._zfed_manager
-        if (self._zfed_member.writable and manager is not None and self._catalog() is None
-                and manager.coordinator.joined):
+        if not self._zfed_member.writable or manager is None:
+            return
+        try:
+            missing = self._catalog() is None
+        except MemberUnavailable:
+            return  # gone (RelStorage's server down): a commit that changes it fails its vote
+        if missing and manager.coordinator.joined:
             self.ensure_catalog()  # other members may name this member's id
 
 

@@ -423,10 +423,11 @@ def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> bool:
         raise
     tid = storage.tpc_finish(meta)
     # Tell the database's connections, as ZODB's own commits do (the storage was
-    # written directly, so its MVCC adapter heard nothing).
-    mvcc = getattr(member.db, "_mvcc_storage", None)
-    if mvcc is not None:
-        mvcc.invalidate(tid, [oid for oid, _serial, _data in branch["records"]])
+    # written directly, so its MVCC adapter heard nothing).  RelStorage, an MVCC storage
+    # itself, has no such adapter: its connections poll the database at each transaction.
+    invalidate = getattr(getattr(member.db, "_mvcc_storage", None), "invalidate", None)
+    if invalidate is not None:
+        invalidate(tid, [oid for oid, _serial, _data in branch["records"]])
     return True
 
 

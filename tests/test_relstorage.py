@@ -7,6 +7,8 @@ RelStorage databases owned by a role that must give its password
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ import federation
 from federation import gc
 from federation.cli import main
 from tests.models import Item
+from tests.servers import free_port
 from tests.servers.relstorage import PASSWORD, RelStorageDatabases
 
 pytest.importorskip("relstorage")
@@ -270,7 +273,9 @@ def _move_to_main(fed: federation.Federation) -> None:
         tm.commit()
 
 
-@pytest.mark.parametrize("step", gc.STEPS)
+# Every step for history-free storage, whose pack differs; two for history-preserving.
+@pytest.mark.parametrize(("history", "step"), [
+    *((False, step) for step in gc.STEPS), (True, "verified"), (True, "pack")])
 @pytest.mark.parametrize("move", [_move_to_rs, _move_to_main], ids=["to-rs", "to-main"])
 def test_commit_during_pack_keeps_what_it_references(fed, step, move):
     """A commit that moves the only reference to an object between main and rs, at any step
@@ -315,3 +320,196 @@ def test_zfed_pack_and_check(tmp_path, members):
     assert checked.exit_code == 0, checked.output
     assert PASSWORD not in checked.output
     assert not _exists(members, "rs", garbage) and _exists(members, "rs", only)
+
+
+# -- zfed info, read-only members ----------------------------------------------------
+
+
+def test_zfed_info_names_relstorage_without_the_password(tmp_path, members):
+    """zfed info shows the RelStorage member, its objects and stubs, and no password."""
+    with federation.open(members) as fed, fed.open() as conn:
+        conn.root("rs")["page"] = Item("page", link=conn.root("main"))
+        transaction.commit()
+    config = _config(tmp_path, members)
+    result = CliRunner().invoke(main, ["info", "--json", str(config)])
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output
+    [rs] = [facts for facts in json.loads(result.output)["members"] if facts["name"] == "rs"]
+    assert rs["storage"] == "RelStorage" and rs["available"] and rs["stubs"] == 1
+
+
+def test_read_only_member(tmp_path, members):
+    """A read-only RelStorage member is read and referenced; changing it is refused before
+    anything is written, and pack leaves it alone."""
+    with federation.open(members) as fed, fed.open() as conn:
+        conn.root("rs")["page"] = Item("page")
+        transaction.commit()
+    spec = {"main": members["main"], "rs": {"source": members["rs"], "read_only": True}}
+    with federation.open(spec) as fed, fed.open() as conn:
+        assert fed.members["rs"].db.storage.isReadOnly()  # opened read-only, not only refused
+        page = conn.root("rs")["page"]
+        conn.root("main")["link"] = Item("link", link=page)
+        transaction.commit()
+        page.title = "changed"
+        with pytest.raises(federation.ReadOnlyMember, match="'rs'"):
+            transaction.commit()
+        transaction.abort()
+        report = fed.pack()
+        assert not report["rs"].packed and report["main"].packed
+        assert conn.root("main")["link"].link.title == "page"
+        transaction.abort()
+    config = _config(tmp_path, members, rs=True)
+    result = CliRunner().invoke(main, ["check", str(config)])
+    assert result.exit_code == 0, result.output
+
+
+# -- unreachable servers, wrong passwords, secrets -------------------------------------
+
+
+def test_unreachable_server_at_open(tmp_path, relstorage_databases, caplog):
+    """A RelStorage member whose server does not answer is unavailable, as a ZEO member is:
+    the others are read, touching it raises MemberUnavailable, and (its commit journal unread)
+    the ZODB members take no commits; no password anywhere."""
+    caplog.set_level(logging.DEBUG)
+    server = relstorage_databases.server
+    main_uri = (tmp_path / "main.fs").as_uri()
+    with federation.open({"main": main_uri}) as fed, fed.open() as conn:
+        conn.root("main")["page"] = Item("page")
+        transaction.commit()
+    uri = relstorage_databases.uri(history=False, database="nowhere").replace(
+        f":{server.port}/", f":{free_port()}/")
+    with federation.open({"main": main_uri, "rs": uri}) as fed, fed.open() as conn:
+        assert not fed.members["rs"].available
+        assert conn.root("main")["page"].title == "page"
+        with pytest.raises(federation.MemberUnavailable, match="'rs'") as caught:
+            conn.root("rs")
+        conn.root("main")["page"].title = "changed"
+        with pytest.raises(federation.MemberUnavailable, match=r"'rs'.*commit journal"):
+            transaction.commit()
+        transaction.abort()
+        assert PASSWORD not in _texts(caught.value, fed.members["rs"].error, fed, conn)
+    assert PASSWORD not in caplog.text
+
+
+@pytest.mark.parametrize("change", ["password", "database"])
+def test_refused_login_is_a_member_open_error(tmp_path, relstorage_databases, change, caplog):
+    """A wrong password or database is a configuration error naming the member, not an
+    unavailable member; neither the right nor the wrong password is shown."""
+    caplog.set_level(logging.DEBUG)
+    uri = relstorage_databases.uri(history=True)
+    if change == "password":
+        uri = uri.replace(PASSWORD, "Wr0ng-Secret")
+    else:
+        uri = uri.replace(f"/{relstorage_databases.prefix}", "/missing_")
+    members = {"main": (tmp_path / "main.fs").as_uri(), "rs": uri}
+    with pytest.raises(federation.MemberOpenError, match="'rs'") as caught:
+        federation.open(members)
+    texts = _texts(caught.value) + caplog.text
+    assert PASSWORD not in texts and "Wr0ng-Secret" not in texts
+
+
+def test_server_going_away_mid_session(tmp_path):
+    """RelStorage's server stops while the federation is open: its objects raise
+    MemberUnavailable (a transient error), committing to it too; the other member keeps
+    working in the next transactions, and the federation closes cleanly."""
+    from tests.servers.postgresql import running_postgresql
+
+    with running_postgresql(tmp_path / "own-postgresql") as server:
+        uri = RelStorageDatabases(server).uri(history=False)
+        members = {"main": (tmp_path / "main.fs").as_uri(), "rs": uri}
+        with federation.open(members) as fed, fed.open() as conn:
+            conn.root("rs")["page"] = Item("page", link=Item("child"))
+            transaction.commit()
+        fed = federation.open(members)
+        conn = fed.open()
+        try:
+            page = conn.root("rs")["page"]
+            assert page.title == "page"
+            server.stop()
+            with pytest.raises(federation.MemberUnavailable, match="'rs'") as caught:
+                page.link.title  # noqa: B018 - never loaded: needs the server
+            assert isinstance(caught.value, transaction.interfaces.TransientError)
+            page.title = "changed"
+            conn.root("main")["page"] = Item("main's")
+            with pytest.raises(federation.MemberUnavailable, match="'rs'"):
+                transaction.commit()
+            transaction.abort()
+            conn.root("main")["page"] = Item("main's")
+            transaction.commit()
+            assert conn.root("main")["page"].title == "main's"
+            with pytest.raises(federation.MemberUnavailable, match="'rs'"):
+                conn.root("rs")["page"].title  # noqa: B018 - dropped with the server
+            assert PASSWORD not in _texts(caught.value)
+        finally:
+            transaction.abort()
+            conn.close()
+            fed.close()
+
+
+def test_no_password_in_reprs_names_or_logs(tmp_path, members, caplog):
+    """Opening, committing, packing, checking and closing a RelStorage member logs nothing,
+    and shows in no repr, storage name or lock key, that holds the password."""
+    caplog.set_level(logging.DEBUG)
+    with federation.open(members) as fed, fed.open() as conn:
+        conn.root("rs")["page"] = Item("page", link=conn.root("main"))
+        transaction.commit()
+        storage = fed.members["rs"].db.storage
+        texts = _texts(fed, fed.members["rs"], conn, conn.jar("rs"), storage,
+                       storage.getName(), storage.sortKey(), conn.jar("rs").lock_key())
+        fed.pack()
+        fed.check()
+    assert PASSWORD not in texts and PASSWORD not in caplog.text
+
+
+# -- recovery ----------------------------------------------------------------------------
+
+
+def test_decided_branch_lost_in_a_crash_is_redone(members, monkeypatch):
+    """main decides, rs "dies" before it finishes: the next open redoes rs's branch from the
+    journal (RelStorage's vote took row locks; giving up the branch released them)."""
+    from federation import recovery
+
+    def die(*args: Any) -> None:
+        raise RuntimeError("the process died here")
+
+    with federation.open(members) as fed, fed.open() as conn:
+        page = conn.root("main")["page"] = Item("page")
+        transaction.commit()
+        page.title = "x" * 10_000  # main's branch is the larger: main decides
+        conn.root("rs")["note"] = Item("note", link=page)
+        monkeypatch.setattr(conn.jar("rs"), "tpc_finish", die)
+        monkeypatch.setattr(recovery, "resolve", lambda *args: None)
+        transaction.commit()  # decided: the commit stands
+        monkeypatch.undo()
+    with federation.open(members) as fed, fed.open() as conn:
+        assert len(fed.recovery.committed) == 1
+        assert conn.root("rs")["note"].link is conn.root("main")["page"]
+        transaction.abort()
+    with federation.open(members) as fed:
+        assert fed.recovery == recovery.RecoveryReport()
+
+
+def test_branch_redone_in_the_same_process(fed):
+    """rs fails to finish after the decision: recovery redoes it at once, in this process, and
+    the connections see it (RelStorage's connections poll; nothing to invalidate by hand)."""
+    with fed.open() as conn:
+        page = conn.root("main")["page"] = Item("page")
+        transaction.commit()
+        page.title = "x" * 10_000
+        conn.root("rs")["note"] = Item("note", link=page)
+        jar = conn.jar("rs")
+        real = jar.tpc_finish
+        calls = []
+
+        def fail_once(txn: Any) -> None:
+            calls.append(txn)
+            jar.tpc_finish = real
+            raise RuntimeError("the server went away between the vote and the finish")
+
+        jar.tpc_finish = fail_once
+        transaction.commit()
+        assert calls
+    with fed.open() as conn:
+        assert conn.root("rs")["note"].link is conn.root("main")["page"]
+        assert fed.journal_status()["pending"] == 0  # settled now, not at the next open
+        transaction.abort()
