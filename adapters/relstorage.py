@@ -110,7 +110,8 @@ def refresh(storage: Any) -> None:
     committed before it.
     """
     if is_relstorage(storage):
-        storage.sync()
+        storage.sync()  # a new snapshot for the next read...
+        storage.poll_invalidations()  # ...and lastTransaction() up to date with it
 
 
 def refused(error: BaseException) -> bool:

@@ -7,8 +7,10 @@ checks all-or-nothing, dangling and misdirected references, that every
 member opens, and that the outcome follows the decision; see
 ``tests/crash_harness.py``, which holds the logic (the test suite runs a
 fast subset of it in ``tests/test_crash.py``).  Member kinds: ``file``,
-``zeo`` (a server in its own process per member), ``sqlite``,
-``postgresql`` (a throwaway server, as the tests start it).
+``zeo`` (a server in its own process per member), ``relstorage`` and
+``relstorage-hf`` (RelStorage, history-preserving and history-free, a
+database each), ``sqlite``, ``postgresql`` (a throwaway PostgreSQL server,
+as the tests start it, for both).
 ``--clients 3`` runs the concurrent variant instead: rounds of three
 processes committing at once to the same members, one of them killed at a
 random instant of a commit (``--no-barrier``: each client starts
@@ -40,7 +42,8 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="crash.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", default="file,file,sqlite",
-                        help="member kinds, comma-separated: file, zeo, sqlite, postgresql")
+                        help="member kinds, comma-separated: file, zeo, relstorage, "
+                             "relstorage-hf, sqlite, postgresql")
     parser.add_argument("--trials", type=int, default=300,
                         help="trials (rounds with --clients above 1)")
     parser.add_argument("--clients", type=int, default=1,
@@ -71,11 +74,14 @@ def main(argv: list[str] | None = None) -> int:
                                           key=options.key)
         scenario.zeo = stack.enter_context(crash_harness.zeo_servers(
             folder, [name for name in scenario.zodb if scenario.kind(name) == "zeo"]))
-        if "postgresql" in kinds:
+        if {"postgresql", *crash_harness.RELSTORAGE_KINDS} & set(kinds):
             from tests.servers.postgresql import running_postgresql
+            from tests.servers.relstorage import RelStorageDatabases
 
             server = stack.enter_context(running_postgresql(Path(folder) / "postgresql"))
             scenario.dsn = server.dsn
+            scenario.relstorage = crash_harness.relstorage_uris(RelStorageDatabases(server),
+                                                                scenario)
         report = print if options.verbose else None
         if options.clients > 1:
             summary = crash_harness.run_concurrent(scenario, options.trials, options.commits,

@@ -1,10 +1,11 @@
 """The child of the crash harness: a scenario's members, and a commit killed where asked.
 
 A *scenario* (:class:`Scenario`) is a list of member kinds (``file``,
-``zeo``, ``sqlite``, ``postgresql``) kept in one folder (and on running
-servers), used by every trial, so that FileStorage hands out the oids of
-lost transactions again and a reference to a lost object would reach
-another object.
+``zeo``, ``relstorage`` and ``relstorage-hf`` (RelStorage on PostgreSQL,
+history-preserving and history-free), ``sqlite``, ``postgresql``) kept in
+one folder (and on running servers), used by every trial, so that
+FileStorage hands out the oids of lost transactions again and a reference
+to a lost object would reach another object.
 
 Transaction ``k`` of client ``c`` (:func:`write_transaction`) changes every
 member in one commit: in each ZODB member ``m`` an
@@ -21,7 +22,8 @@ The child process (:func:`child_main`) wraps, in itself only, the methods
 the coordinator reaches (:class:`Probe`): ``tpc_begin``, ``store``,
 ``tpc_vote`` and ``tpc_finish`` of each ZODB member's storage (at the
 storage class, before the federation opens, since
-``MVCCAdapterInstance`` copies ``tpc_vote`` from its storage), ``begin``,
+``MVCCAdapterInstance`` copies ``tpc_vote`` from its storage; RelStorage's
+``store``, which only buffers in the process, is not traced), ``begin``,
 ``create``, ``store``, ``prepare``, ``commit`` and ``record_outcome`` of
 the SQL adapter (and ``fence`` and ``finish_prepared``, which recovery
 calls), and ``federation.recovery.write_prepared``.  Each call is an
@@ -49,7 +51,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ZODB_KINDS = ("file", "zeo")
+ZODB_KINDS = ("file", "zeo", "relstorage", "relstorage-hf")
+#: The RelStorage kinds, and whether each keeps history.
+RELSTORAGE_KINDS = {"relstorage": True, "relstorage-hf": False}
 SQL_KINDS = ("sqlite", "postgresql")
 
 
@@ -60,6 +64,7 @@ class Scenario:
     kinds: list[str]
     folder: str
     zeo: dict[str, list[Any]] = field(default_factory=dict)  # member -> [host, port]
+    relstorage: dict[str, str] = field(default_factory=dict)  # member -> postgres:// URI
     dsn: str = ""
     table: str = "crash"
     clients: int = 1
@@ -97,6 +102,8 @@ class Scenario:
             elif kind == "zeo":
                 host, port = self.zeo[name]
                 members[name] = f"zeo://{host}:{port}?wait_timeout=30"
+            elif kind in RELSTORAGE_KINDS:
+                members[name] = self.relstorage[name]
             else:
                 table = sql.Table(self.table_of(name), Person, key="id",
                                   columns={"name": "name", "email": "email"},
@@ -115,7 +122,8 @@ class Scenario:
         return psycopg.connect(self.dsn, autocommit=True)
 
     def to_json(self) -> dict[str, Any]:
-        return {"kinds": self.kinds, "folder": self.folder, "zeo": self.zeo, "dsn": self.dsn,
+        return {"kinds": self.kinds, "folder": self.folder, "zeo": self.zeo,
+                "relstorage": self.relstorage, "dsn": self.dsn,
                 "table": self.table, "clients": self.clients, "key": self.key,
                 "recover": self.recover}
 
@@ -124,6 +132,7 @@ class Probe:
     """Wraps the methods a commit reaches, reports each call, kills at the chosen one."""
 
     STORAGE_METHODS = ("tpc_begin", "store", "tpc_vote", "tpc_finish")
+    RELSTORAGE_METHODS = ("tpc_begin", "tpc_vote", "tpc_finish")
     SQL_METHODS = ("begin", "create", "store", "prepare", "commit", "record_outcome", "fence",
                    "finish_prepared")
 
@@ -132,10 +141,13 @@ class Probe:
         self.kill_nth = kill_nth
         self.seen = 0
         self.armed = False
-        self.names: dict[int, str] = {}  # id(storage) -> member
+        #: id(storage) -> member; for RelStorage, whose connections have storages of their
+        #: own, the storage name -> member.
+        self.names: dict[int | str, str] = {}
         self.calls: dict[tuple[str, str], int] = {}
 
     def install(self) -> None:
+        from relstorage.storage import RelStorage
         from ZEO.ClientStorage import ClientStorage
         from ZODB.FileStorage import FileStorage
 
@@ -146,6 +158,10 @@ class Probe:
             for method in self.STORAGE_METHODS:
                 setattr(cls, method, self._wrap(getattr(cls, method), method,
                                                 lambda obj: self.names.get(id(obj), "open")))
+        for method in self.RELSTORAGE_METHODS:
+            setattr(RelStorage, method, self._wrap(
+                getattr(RelStorage, method), method,
+                lambda obj: self.names.get(obj.getName(), "open")))
         for method in self.SQL_METHODS:
             setattr(SqlAdapter, method, self._wrap(getattr(SqlAdapter, method), method,
                                                    lambda obj: obj.db.member))
@@ -213,7 +229,10 @@ def child_main() -> None:
             federation.open(scenario.members(), recover=scenario.recover).close()
         return
     fed = federation.open(scenario.members(), recover=scenario.recover)
-    probe.names = {id(fed.members[name].db.storage): name for name in scenario.zodb}
+    for name in scenario.zodb:
+        storage = fed.members[name].db.storage
+        key = storage.getName() if scenario.kind(name) in RELSTORAGE_KINDS else id(storage)
+        probe.names[key] = name
     conn = fed.open()
     if order.get("barrier"):
         emit("R")  # opened (and recovered): the parent starts every client's commits at once

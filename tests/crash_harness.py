@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.crash_child import SQL_KINDS, ZODB_KINDS, Scenario, row_name
+from tests.crash_child import RELSTORAGE_KINDS, SQL_KINDS, ZODB_KINDS, Scenario, row_name
 
-__all__ = ["SQL_KINDS", "ZODB_KINDS", "Scenario", "run", "run_concurrent", "verify",
-           "zeo_servers"]
+__all__ = ["RELSTORAGE_KINDS", "SQL_KINDS", "ZODB_KINDS", "Scenario", "relstorage_uris", "run",
+           "run_concurrent", "verify", "zeo_servers"]
 
 ROOT = Path(__file__).resolve().parent.parent
 VIOLATIONS = ("half-applied", "dangling", "misdirected", "failed to open", "wrong outcome",
@@ -72,6 +72,15 @@ def zeo_servers(folder: str | Path, names: list[str]) -> Iterator[dict[str, list
             stack.callback(stop)
             addresses[name] = [host, port]
         yield addresses
+
+
+def relstorage_uris(databases: Any, scenario: Scenario) -> dict[str, str]:
+    """A new RelStorage database for each RelStorage member of ``scenario``, by member.
+
+    ``databases`` is a :class:`tests.servers.relstorage.RelStorageDatabases`.
+    """
+    return {name: databases.uri(history=RELSTORAGE_KINDS[scenario.kind(name)])
+            for name in scenario.zodb if scenario.kind(name) in RELSTORAGE_KINDS}
 
 
 def setup(scenario: Scenario) -> dict[str, dict[int, int]]:

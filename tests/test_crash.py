@@ -52,6 +52,15 @@ def test_filestorages_and_postgresql(tmp_path: Path, postgresql_server) -> None:
 
 
 @pytest.mark.server
+def test_relstorage_members_and_filestorage(tmp_path: Path, relstorage_databases) -> None:
+    """RelStorage members (history-free and history-preserving) with a FileStorage: kills at
+    steps and instants, recovery redoing RelStorage branches, leave nothing half-done."""
+    scenario = Scenario(["file", "relstorage-hf", "relstorage"], str(tmp_path))
+    scenario.relstorage = crash_harness.relstorage_uris(relstorage_databases, scenario)
+    assert_clean(crash_harness.run(scenario, 8, random_share=0.25))
+
+
+@pytest.mark.server
 def test_zeo_members_and_sqlite(tmp_path: Path, zeo_servers) -> None:
     """ZEO members with SQLite as the last resource recover after a kill."""
     scenario = Scenario(["zeo", "zeo", "sqlite"], str(tmp_path), zeo=zeo_servers)

@@ -9,8 +9,11 @@ from tests.helpers import run_docs_page
 
 @pytest.mark.parametrize(
     "page", ["quickstart.md", "operations.md", "split-objects.md", "adapters.md",
-             "transactions.md"]
+             "transactions.md", "adopting.md"]
 )
-def test_docs_page_runs(page, monkeypatch, tmp_path):
+def test_docs_page_runs(page, monkeypatch, tmp_path, request):
     """Each Python block of the page runs, in order, in one module namespace."""
+    if page == "adopting.md":  # its RelStorage section reads its database's URI
+        databases = request.getfixturevalue("relstorage_databases")
+        monkeypatch.setenv("CATALOG_URI", databases.uri(history=False))
     run_docs_page(page, monkeypatch, tmp_path)

@@ -253,6 +253,24 @@ def test_pack_keeps_what_stubs_reach_and_collects_garbage(fed, members):
         transaction.abort()
 
 
+def test_pack_collects_garbage_made_just_before(members):
+    """Garbage committed by a manager that stays open, just before the pack, is collected:
+    the mark's snapshot is RelStorage's last transaction, not the one its storage last saw."""
+    with federation.open(members) as fed, fed.open() as conn:
+        conn.root("rs")["page"] = Item("page", link=conn.root("main"))
+        transaction.commit()
+    with federation.open(members) as fed, fed.open() as conn:
+        conn.root("rs")["old"] = Item("soon garbage")
+        transaction.commit()
+        old = conn.root("rs")["old"]._p_oid
+        del conn.root("rs")["old"]
+        transaction.commit()
+        report = fed.pack()
+        assert report["rs"].collectable == [int.from_bytes(old, "big")]
+        assert report["rs"].packed
+        transaction.abort()
+
+
 def _move_to_rs(fed: federation.Federation) -> None:
     """In one transaction: main's root drops 'x', rs' root references it instead."""
     tm = transaction.TransactionManager()
