@@ -26,9 +26,12 @@ for the federation, with four differences handled here:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ZODB.utils import u64
+
+from federation.redact import redact
 
 try:
     from relstorage.storage import RelStorage
@@ -48,6 +51,9 @@ DISCONNECTED: tuple[type[BaseException], ...] = tuple(
 
 #: What RelStorage's default storage name starts with (followed by its adapter's repr).
 _DEFAULT_NAME_PREFIX = "RelStorage: <"
+
+#: One ``key=value`` setting of a libpq connection string, the value quoted or not.
+_DSN_SETTING = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']+)")
 
 
 def is_relstorage(storage: Any) -> bool:
@@ -72,14 +78,20 @@ def give_stable_name(storage: Any) -> None:
     """
     if not is_relstorage(storage) or not str(storage.__name__).startswith(_DEFAULT_NAME_PREFIX):
         return
-    adapter = storage._adapter
-    dsn = getattr(adapter, "_dsn", None)
-    if not isinstance(dsn, str):
-        return  # not PostgreSQL: left as RelStorage names it
-    settings = " ".join(sorted(part for part in dsn.split()
-                               if not part.startswith("password")))
-    kind = "history-preserving" if storage.keep_history else "history-free"
-    storage.__name__ = f"RelStorage ({kind}): {settings}"
+    dsn = getattr(storage._adapter, "_dsn", None)
+    if isinstance(dsn, str):  # PostgreSQL; other databases keep the name RelStorage gives
+        storage.__name__ = stable_name(dsn, keep_history=storage.keep_history)
+
+
+def stable_name(dsn: str, *, keep_history: bool) -> str:
+    """The storage name of a PostgreSQL RelStorage: its libpq settings but the password.
+
+    ``dsn`` is a libpq connection string (``key=value`` or ``key='quoted value'``).
+    """
+    settings = sorted(f"{key}={value}" for key, value in _DSN_SETTING.findall(dsn)
+                      if key != "password")
+    kind = "history-preserving" if keep_history else "history-free"
+    return redact(f"RelStorage ({kind}): {' '.join(settings)}")
 
 
 def pack_point(storage: Any, tid: bytes) -> int:

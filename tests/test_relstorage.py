@@ -22,6 +22,7 @@ from persistent.mapping import PersistentMapping
 
 import federation
 from federation import gc
+from federation.adapters import relstorage
 from federation.cli import main
 from tests.models import Item
 from tests.servers import free_port
@@ -135,6 +136,18 @@ def test_lock_key_is_the_same_in_every_process(members):
             keys.append(conn.jar("rs").lock_key())
     assert keys[0] == keys[1]
     assert PASSWORD not in keys[0] and " at 0x" not in keys[0] and " at 7f" not in keys[0]
+
+
+def test_storage_name_is_the_settings_without_the_password():
+    """The name given to a RelStorage (its lock key) is its settings in a fixed order, without
+    the password, even one with spaces or an equals sign."""
+    quoted = "dbname='app' user='app' password='two words = tricky' host='db' port='5432'"
+    reordered = "port='5432' password='two words = tricky' host='db' user='app' dbname='app'"
+    name = relstorage.stable_name(quoted, keep_history=False)
+    assert name == relstorage.stable_name(reordered, keep_history=False)
+    assert name == "RelStorage (history-free): dbname='app' host='db' port='5432' user='app'"
+    plain = relstorage.stable_name("host=db password=Secret-1 dbname=app", keep_history=True)
+    assert plain == "RelStorage (history-preserving): dbname=app host=db"
 
 
 # -- concurrent commits ---------------------------------------------------------------
