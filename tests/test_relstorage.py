@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,6 +127,41 @@ def test_a_relstorage_object_as_member(tmp_path, relstorage_databases, history):
             keys.append(conn.jar("rs").lock_key())
             transaction.abort()
     assert keys[0] == keys[1] and PASSWORD not in keys[0]
+
+
+def test_a_filestorage_member_moved_to_relstorage_with_zodbconvert(tmp_path,
+                                                                  relstorage_databases, history):
+    """zodbconvert copies a FileStorage member into RelStorage with its oids and catalog: with
+    the member's URI changed, references both ways load, and new ones are made."""
+    members = {name: (tmp_path / f"{name}.fs").as_uri() for name in ("main", "notes")}
+    with federation.open(members) as fed, fed.open() as conn:
+        page = conn.root("main")["page"] = Item("page")
+        transaction.commit()
+        note = conn.root("notes")["note"] = Item("note", link=page)
+        transaction.commit()
+        page.link = note
+        transaction.commit()
+        notes_id = fed.members["notes"].member_id
+    server, database = relstorage_databases.server, relstorage_databases.create(history)
+    config = tmp_path / "zodbconvert.conf"
+    config.write_text(
+        f"%import relstorage\n<filestorage source>\n  path {tmp_path / 'notes.fs'}\n"
+        f"</filestorage>\n<relstorage destination>\n  keep-history {str(history).lower()}\n"
+        f"  <postgresql>\n    dsn dbname={database} user=zfed_relstorage "
+        f"password={PASSWORD} host={server.host} port={server.port}\n  </postgresql>\n"
+        "</relstorage>\n")
+    converted = subprocess.run([sys.executable, "-m", "relstorage.zodbconvert", str(config)],
+                               capture_output=True, text=True, check=False)
+    assert converted.returncode == 0, converted.stderr
+    members["notes"] = relstorage_databases.uri(history=history, database=database)
+    with federation.open(members) as fed, fed.open() as conn:
+        assert fed.members["notes"].member_id == notes_id
+        page, note = conn.root("main")["page"], conn.root("notes")["note"]
+        assert page.link is note and note.link is page
+        conn.root("notes")["new"] = Item("new", link=page)
+        transaction.commit()
+        assert len(conn.stubs("notes")) == 1  # the existing stub, reused
+        transaction.abort()
 
 
 def test_lock_key_is_the_same_in_every_process(members):
@@ -282,6 +319,20 @@ def test_pack_collects_garbage_made_just_before(members):
         assert report["rs"].collectable == [int.from_bytes(old, "big")]
         assert report["rs"].packed
         transaction.abort()
+
+
+def test_days_spare_garbage_younger_than_them(fed, members, history):
+    """pack(days=1) keeps garbage made today in both modes (history-free: a grace period);
+    days=0 then collects it."""
+    garbage, only = _garbage_and_stub_only(fed)
+    report = fed.pack(days=1)
+    if not history:
+        assert not report["rs"].packed and "older than the pack point" in report["rs"].note
+    fed.close()
+    assert _exists(members, "rs", garbage) and _exists(members, "rs", only)
+    with federation.open(members) as again:
+        again.pack()
+    assert not _exists(members, "rs", garbage) and _exists(members, "rs", only)
 
 
 def _move_to_rs(fed: federation.Federation) -> None:
