@@ -49,6 +49,18 @@ except ImportError:  # RelStorage's PostgreSQL driver is not installed
 DISCONNECTED: tuple[type[BaseException], ...] = tuple(
     error for error in (_DriverOperationalError, _DriverInterfaceError) if error is not None)
 
+try:
+    from relstorage.cache.interfaces import CacheConsistencyError
+except ImportError:
+    CacheConsistencyError = None
+
+#: What RelStorage's vote raises when a store names as its previous serial one that is not
+#: the object's revision in the storage's snapshot: for recovery redoing a branch, another
+#: writer changed the object since the branch read it (RelStorage then cannot load the
+#: revision the branch read, which conflict resolution needs).
+STALE_SERIAL: tuple[type[BaseException], ...] = (
+    (CacheConsistencyError,) if CacheConsistencyError is not None else ())
+
 #: What RelStorage's default storage name starts with (followed by its adapter's repr).
 _DEFAULT_NAME_PREFIX = "RelStorage: <"
 

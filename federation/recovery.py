@@ -45,6 +45,7 @@ from ZODB.POSException import ConflictError, POSKeyError
 from ZODB.utils import u64, z64
 
 from federation import journal
+from federation.adapters import relstorage
 from federation.catalog import CATALOG_ATTRIBUTE, journal_items, new_index
 from federation.errors import FederationError, MemberUnavailable
 from federation.interfaces import OutcomeRecording
@@ -400,6 +401,7 @@ def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> bool:
     Returns False when the branch was applied already.
     """
     storage = member.db.storage
+    relstorage.refresh(storage)  # the storage of a ZODB.DB may read an old snapshot
     if _applied(storage, gid, branch["marker"]):
         return False
     meta = TransactionMetaData("", f"zodb-federation: recovery of {gid}")
@@ -408,9 +410,11 @@ def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> bool:
         for oid, serial, data in branch["records"]:
             if force:
                 serial = _current_serial(storage, oid)
+            elif relstorage.is_relstorage(storage):
+                serial, data = _resolved_ahead(storage, oid, serial, data)
             storage.store(oid, serial, data, "", meta)
         storage.tpc_vote(meta)
-    except ConflictError as error:
+    except (ConflictError, *relstorage.STALE_SERIAL) as error:
         storage.tpc_abort(meta)
         if _applied(storage, gid, branch["marker"], sync=True):
             return False  # its coordinator, or another recovery, finished it meanwhile
@@ -433,12 +437,31 @@ def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> bool:
 
 def _applied(storage: Any, gid: str, marker: bytes, *, sync: bool = False) -> bool:
     """Whether the branch whose marker is at ``marker`` was applied (see the journal format)."""
-    if sync and hasattr(storage, "sync"):
+    if sync and relstorage.is_relstorage(storage):
+        relstorage.refresh(storage)  # see the other processes' commits first
+    elif sync and hasattr(storage, "sync"):
         storage.sync()  # a ZEO client: see the other clients' commits first
     try:
         return journal.is_marker_of(storage.load(marker)[0], gid)
     except POSKeyError:
         return False
+
+
+def _resolved_ahead(storage: Any, oid: bytes, serial: bytes, data: bytes) -> tuple[bytes, bytes]:
+    """A redo record of a RelStorage whose object another writer changed, resolved now.
+
+    RelStorage resolves conflicts in its vote against the revision its
+    snapshot shows, which is the one the branch read only if nobody wrote
+    since; so the object's own conflict resolution runs here, as FileStorage
+    runs it in ``store``, against the revision the branch read.  A
+    history-free storage no longer has that revision: a ``ConflictError``.
+    """
+    current = _current_serial(storage, oid)
+    if current == serial:
+        return serial, data
+    if not storage.keep_history:
+        raise ConflictError(oid=oid, serials=(current, serial))
+    return current, storage.tryToResolveConflict(oid, current, serial, data)
 
 
 def _current_serial(storage: Any, oid: bytes) -> bytes:

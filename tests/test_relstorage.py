@@ -571,6 +571,81 @@ def test_decided_branch_lost_in_a_crash_is_redone(members, monkeypatch):
         assert fed.recovery == recovery.RecoveryReport()
 
 
+def test_redo_after_another_writer_changed_its_objects(tmp_path, members, monkeypatch,
+                                                       history):
+    """rs's lost branch added a key to a BTree that another process then changed too: recovery
+    merges them by the BTree's conflict resolution (history-preserving), or, with no old
+    revision to merge from (history-free), leaves the transaction in doubt for zfed recover."""
+    from federation import recovery
+
+    def die(*args: Any) -> None:
+        raise RuntimeError("the process died here")
+
+    with federation.open(members) as fed, fed.open() as conn:
+        page = conn.root("main")["page"] = Item("page")
+        conn.root("rs")["tree"] = OOBTree({"a": 1})
+        transaction.commit()
+        page.title = "x" * 10_000  # main decides
+        conn.root("rs")["tree"]["lost"] = 2
+        monkeypatch.setattr(conn.jar("rs"), "tpc_finish", die)
+        monkeypatch.setattr(recovery, "resolve", lambda *args: None)
+        transaction.commit()
+        monkeypatch.undo()
+    other = federation.open({"rs": members["rs"]}, recover=False)  # another program
+    with other.open() as conn:
+        conn.root("rs")["tree"]["other"] = 3
+        transaction.commit()
+    other.close()
+    if history:
+        with federation.open(members) as fed, fed.open() as conn:
+            assert len(fed.recovery.committed) == 1
+            assert dict(conn.root("rs")["tree"]) == {"a": 1, "lost": 2, "other": 3}
+            transaction.abort()
+        return
+    with pytest.raises(federation.InDoubtTransactions, match="'rs'") as raised:
+        federation.open(members)
+    gid = raised.value.in_doubt[0].gid
+    config = _config(tmp_path, members)
+    settled = CliRunner().invoke(main, ["recover", str(config), "--commit", gid])
+    assert (settled.exit_code, settled.output) == (0, f"{gid}: committed\n")
+    with federation.open(members) as fed, fed.open() as conn:
+        assert conn.root("rs")["tree"]["lost"] == 2  # the operator's word: the journal wins
+        transaction.abort()
+
+
+def test_recovery_in_a_federation_opened_before_the_crash(relstorage_databases, rs_uri,
+                                                          history, monkeypatch):
+    """A federation open since before another process read, changed and lost a branch of rs
+    recovers it (fed.recover(), as zfed recover does): its RelStorage storage is made to read
+    the database as it is now, not as it was when the federation opened."""
+    from federation import recovery
+
+    members = {"main": relstorage_databases.uri(history=history), "rs": rs_uri}  # shared
+
+    def die(*args: Any) -> None:
+        raise RuntimeError("the process died here")
+
+    with federation.open(members) as fed, fed.open() as conn:
+        conn.root("main")["page"] = Item("page")
+        conn.root("rs")["tree"] = OOBTree({"a": 1})
+        transaction.commit()
+    with federation.open(members) as early:
+        with federation.open(members) as crashing, crashing.open() as conn:
+            conn.root("rs")["tree"]["b"] = 2
+            transaction.commit()  # read by the next transaction, not by `early`
+            conn.root("main")["page"].title = "x" * 10_000  # main decides
+            conn.root("rs")["tree"]["lost"] = 3
+            monkeypatch.setattr(conn.jar("rs"), "tpc_finish", die)
+            monkeypatch.setattr(recovery, "resolve", lambda *args: None)
+            transaction.commit()
+            monkeypatch.undo()
+        report = early.recover()
+        assert len(report.committed) == 1 and report.in_doubt == []
+        with early.open() as conn:
+            assert dict(conn.root("rs")["tree"]) == {"a": 1, "b": 2, "lost": 3}
+            transaction.abort()
+
+
 def test_branch_redone_in_the_same_process(fed):
     """rs fails to finish after the decision: recovery redoes it at once, in this process, and
     the connections see it (RelStorage's connections poll; nothing to invalidate by hand)."""
