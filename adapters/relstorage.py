@@ -13,6 +13,11 @@ for the federation, with four differences handled here:
   keeps reading the snapshot of its first read until it is told to move
   on.  The federation's own readers (the collector's mark, index pruning,
   recovery) call :func:`refresh` before they read.
+- **Redo without history.**  Recovery redoes a lost branch against the
+  revisions it read, merging by the objects' conflict resolution when
+  another writer changed them since; a history-free RelStorage no longer
+  has those revisions, so its branches keep them in the journal
+  (:func:`with_old_states`, :func:`resolve`).
 - **Pack without history.**  A history-free RelStorage keeps only current
   records, and its pack collects what the current records (and everything
   written after the pack point) do not reach; see :func:`history_free` and
@@ -29,7 +34,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ZODB.utils import u64
+from ZODB.ConflictResolution import tryToResolveConflict
+from ZODB.POSException import POSKeyError
+from ZODB.utils import u64, z64
 
 from federation.redact import redact
 
@@ -149,3 +156,49 @@ def refused(error: BaseException) -> bool:
         return False
     text = str(error)
     return "FATAL:" in text and "the database system is" not in text
+
+
+def with_old_states(storage: Any, records: list[tuple[bytes, bytes, bytes]]) -> list[tuple]:
+    """Redo records of a history-free RelStorage, each with the revision it replaces.
+
+    ``(oid, serial, data)`` becomes ``(oid, serial, data, old)``: ``old`` is
+    the record at ``serial`` as ``storage`` (a connection's, reading the
+    snapshot the transaction read) loads it, None for a new object.
+    Recovery merges a conflicting redo against it (:func:`resolve`).
+    """
+    found = []
+    for oid, serial, data in records:
+        old = None
+        if serial != z64:
+            try:
+                old = storage.loadSerial(oid, serial)
+            except POSKeyError:
+                old = None  # gone already: a redo that meets a change cannot merge
+        found.append((oid, serial, data, old))
+    return found
+
+
+def resolve(storage: Any, oid: bytes, current: bytes, serial: bytes, data: bytes,
+            old: bytes | None) -> bytes:
+    """``data``, written over revision ``serial`` (whose record is ``old``, if known), merged
+    with the revision ``current`` by the object's conflict resolution.
+
+    Raises ``ConflictError`` when it cannot merge.
+    """
+    return tryToResolveConflict(_Revisions(storage, oid, serial, old), oid, current, serial,
+                                data)
+
+
+class _Revisions:
+    """``storage`` for ZODB's conflict resolution, which also knows one old revision."""
+
+    def __init__(self, storage: Any, oid: bytes, serial: bytes, old: bytes | None) -> None:
+        self._storage, self._oid, self._serial, self._old = storage, oid, serial, old
+
+    def loadSerial(self, oid: bytes, serial: bytes) -> bytes:
+        if (oid, serial) == (self._oid, self._serial) and self._old is not None:
+            return self._old
+        return self._storage.loadSerial(oid, serial)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)

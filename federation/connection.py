@@ -861,7 +861,16 @@ class FederatedConnection(Connection):
         buffer.store(marker, z64, journal.marker_record(gid), "", None)
         member = self._zfed_member
         return {"kind": "zodb", "member_id": member.member_id, "name": member.name,
-                "marker": marker, "records": buffer.redo_records()}
+                "marker": marker, "records": self._zfed_redo_records(buffer)}
+
+    def _zfed_redo_records(self, buffer: StoreBuffer) -> list[tuple]:
+        """The branch's redo records; a history-free RelStorage's keep the revisions they
+        replace (see :mod:`federation.adapters.relstorage`)."""
+        records = buffer.redo_records()
+        if not relstorage.history_free(buffer.storage):
+            return records
+        with self._zfed_reaching():
+            return relstorage.with_old_states(buffer.storage, records)
 
     def begin_branch(self, transaction: Any, xid: str) -> None:
         buffer = self._zfed_buffer

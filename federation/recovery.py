@@ -407,11 +407,11 @@ def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> bool:
     meta = TransactionMetaData("", f"zodb-federation: recovery of {gid}")
     storage.tpc_begin(meta)
     try:
-        for oid, serial, data in branch["records"]:
+        for oid, serial, data, *old in branch["records"]:
             if force:
                 serial = _current_serial(storage, oid)
             elif relstorage.is_relstorage(storage):
-                serial, data = _resolved_ahead(storage, oid, serial, data)
+                serial, data = _resolved_ahead(storage, oid, serial, data, *old)
             storage.store(oid, serial, data, "", meta)
         storage.tpc_vote(meta)
     except (ConflictError, *relstorage.STALE_SERIAL) as error:
@@ -431,7 +431,7 @@ def _redo(member: Any, gid: str, branch: dict[str, Any], force: bool) -> bool:
     # itself, has no such adapter: its connections poll the database at each transaction.
     invalidate = getattr(getattr(member.db, "_mvcc_storage", None), "invalidate", None)
     if invalidate is not None:
-        invalidate(tid, [oid for oid, _serial, _data in branch["records"]])
+        invalidate(tid, [oid for oid, *_record in branch["records"]])
     return True
 
 
@@ -447,21 +447,20 @@ def _applied(storage: Any, gid: str, marker: bytes, *, sync: bool = False) -> bo
         return False
 
 
-def _resolved_ahead(storage: Any, oid: bytes, serial: bytes, data: bytes) -> tuple[bytes, bytes]:
+def _resolved_ahead(storage: Any, oid: bytes, serial: bytes, data: bytes,
+                    old: bytes | None = None) -> tuple[bytes, bytes]:
     """A redo record of a RelStorage whose object another writer changed, resolved now.
 
     RelStorage resolves conflicts in its vote against the revision its
     snapshot shows, which is the one the branch read only if nobody wrote
     since; so the object's own conflict resolution runs here, as FileStorage
-    runs it in ``store``, against the revision the branch read.  A
-    history-free storage no longer has that revision: a ``ConflictError``.
+    runs it in ``store``, against the revision the branch read (``old``: a
+    history-free storage no longer has it, its redo records keep it).
     """
     current = _current_serial(storage, oid)
     if current == serial:
         return serial, data
-    if not storage.keep_history:
-        raise ConflictError(oid=oid, serials=(current, serial))
-    return current, storage.tryToResolveConflict(oid, current, serial, data)
+    return current, relstorage.resolve(storage, oid, current, serial, data, old)
 
 
 def _current_serial(storage: Any, oid: bytes) -> bytes:
