@@ -139,6 +139,18 @@ class FederatedReader(ObjectReader):
             return self._conn._resolve_stub(oid)
         return super().load_persistent(oid, klass)
 
+    def load_oid(self, oid: bytes) -> Any:
+        """A reference without its class: the target when it names a stub.
+
+        ZODB writes a reference to an object whose class it cannot import as
+        a bare oid, so a process without ``federation`` importable that
+        rewrites a referrer leaves its stub references in that form.
+        """
+        obj = super().load_oid(oid)
+        if isinstance(obj, Stub):
+            return self._conn._resolve_stub(obj._p_oid)
+        return obj
+
     def setGhostState(self, obj: Any, pickle: bytes) -> None:
         """``ObjectReader.setGhostState``, checking the ghost's class against the record's.
 
