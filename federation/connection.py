@@ -367,12 +367,22 @@ class FederatedConnection(Connection):
         if not watch.isdisjoint(oids):
             self._zfed_generation_changed()
             return
+        # What a changed record told us, by the oid it names.  A stub or an
+        # object can change without a generation bump when another process
+        # undoes the transaction that made it: its index entries are gone too.
+        oids = oids if isinstance(oids, (set, frozenset)) else set(oids)
         resolved = self._zfed_resolved
-        if resolved:
-            pop = resolved.pop
-            for oid in oids:
-                if pop(oid, None) is not None:  # a stub we resolved was rewritten (or undone)
-                    self._zfed_stub_of_target.clear()
+        for oid in oids.intersection(resolved) if resolved else ():
+            del resolved[oid]  # a stub we resolved was rewritten (or undone)
+        stubs = self._zfed_stub_of_target
+        if stubs and not oids.isdisjoint(stubs.values()):
+            stubs.clear()  # a stub we name was rewritten (or undone)
+        targets = self._zfed_uuid_targets
+        for uuid in [uuid for uuid, (oid, _) in targets.items() if oid in oids]:
+            del targets[uuid]
+        checked = self._zfed_uuid_checked
+        for number in [number for number, oid in checked.items() if oid in oids]:
+            del checked[number]
 
     def _zfed_generation_changed(self) -> None:
         """Existing index entries changed (or may have): drop everything derived from them."""
