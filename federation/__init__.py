@@ -10,6 +10,7 @@
     transaction.commit()
 """
 
+from federation.databases import manager_of
 from federation.errors import (
     AmbiguousPlacement,
     CollectionRefused,
@@ -56,6 +57,7 @@ __all__ = [
     "StubInfo",
     "UnknownKind",
     "UnknownMember",
+    "manager_of",
     "open",
     "open_config",
 ]
