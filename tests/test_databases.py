@@ -114,6 +114,10 @@ def test_the_last_close_returns_the_connections_to_the_pool(fed):
     assert reopened is notes and reopened.opened is not None
     assert reopened.root()["note"].link is page  # the caches came back with them
     reopened.close()
+    reopened.close()  # a second close of a pooled connection changes nothing
+    assert fed.databases["notes"].open() is notes and fed.databases.manager() is not None
+    notes.close()
+    assert fed.databases.manager() is None
 
 
 def test_closing_a_connection_from_get_connection_closes_the_group(fed):
@@ -299,14 +303,14 @@ def test_foreign_and_unknown_member_names(tmp_path, uris):
     people, _path = make_member(tmp_path, "people")
     with federation.open({"main": uris["main"], "people": people}) as fed:
         assert list(fed.databases) == ["main"] and "people" not in fed.databases
-        with pytest.raises(federation.FederationError) as caught:
+        with pytest.raises(federation.NoZodbDatabase) as caught:
             fed.databases["people"]
         assert "'people' is a foreign member" in one_sentence(caught.value)
         with pytest.raises(federation.UnknownMember) as caught:
             fed.databases[""]
         one_sentence(caught.value)
         conn = fed.databases["main"].open()
-        with pytest.raises(federation.FederationError, match="'people' is a foreign member"):
+        with pytest.raises(federation.NoZodbDatabase, match="'people' is a foreign member"):
             conn.get_connection("people")
         with pytest.raises(federation.UnknownMember, match="'nope'"):
             conn.get_connection("nope")
