@@ -45,7 +45,7 @@ from federation.errors import (
     UnknownMember,
     shorten,
 )
-from federation.manager import Manager, default_transaction_manager
+from federation.manager import Manager, thread_transaction_manager
 
 SECONDS_PER_DAY = 86400.0
 
@@ -102,7 +102,7 @@ class Databases(Mapping[str, "FederatedDatabase"]):
         None when no connection is open on it.
         """
         with self._lock:
-            manager = self._managers.get(_normal(transaction_manager))
+            manager = self._managers.get(thread_transaction_manager(transaction_manager))
         return manager if manager is not None and not manager.closed else None
 
     def open(self, name: str, transaction_manager: Any = None) -> FederatedConnection:
@@ -110,7 +110,7 @@ class Databases(Mapping[str, "FederatedDatabase"]):
         if self.federation.closed:
             raise FederationError(
                 f"Cannot open database {shorten(name)}: its federation is closed.")
-        tm = _normal(transaction_manager)
+        tm = thread_transaction_manager(transaction_manager)
         with self._lock:
             manager = self._managers.get(tm)
         if manager is not None and not manager.closed:
@@ -242,13 +242,3 @@ def manager_of(obj: Any) -> Manager:
             "object of one."
         )
     return manager
-
-
-def _normal(transaction_manager: Any) -> Any:
-    """The transaction manager to open a manager on (the thread's for None and
-    ``transaction.manager``)."""
-    if transaction_manager is None:
-        return default_transaction_manager()
-    if isinstance(transaction_manager, _transaction.ThreadTransactionManager):
-        return transaction_manager.manager  # a manager per thread, never one for all
-    return transaction_manager

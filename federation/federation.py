@@ -33,7 +33,7 @@ from federation.errors import (
 )
 from federation.foreign import ForeignMember
 from federation.interfaces import Adapter
-from federation.manager import Manager, default_transaction_manager
+from federation.manager import Manager, thread_transaction_manager
 from federation.ref import check_member_name
 
 if sys.version_info >= (3, 11):
@@ -217,10 +217,12 @@ class Federation:
         return member
 
     def open(self, transaction_manager: Any = None) -> Manager:
-        """Open a :class:`Manager` joined to ``transaction_manager`` (the thread's by default)."""
-        tm = transaction_manager if transaction_manager is not None else (
-            default_transaction_manager()
-        )
+        """Open a :class:`Manager` joined to ``transaction_manager``.
+
+        The thread's by default, and for ``transaction.manager``, which
+        stands for each thread's own.
+        """
+        tm = thread_transaction_manager(transaction_manager)
         names = {member.name for member in self.members.values() if member.available}
         jars = self._idle.pop() if self._idle else {}
         try:

@@ -451,6 +451,15 @@ class Manager:
         self.close()
 
 
-def default_transaction_manager() -> Any:
-    """The thread's transaction manager, as ZODB uses it."""
-    return _transaction.manager.manager
+def thread_transaction_manager(transaction_manager: Any = None) -> Any:
+    """The transaction manager a manager joins: the thread's for None.
+
+    ``transaction.manager`` (a ``ThreadTransactionManager``) stands for a
+    different transaction manager in each thread, so it also means the
+    thread's: managers of two threads must never share a coordinator.
+    """
+    if transaction_manager is None:
+        transaction_manager = _transaction.manager
+    if isinstance(transaction_manager, _transaction.ThreadTransactionManager):
+        return transaction_manager.manager
+    return transaction_manager

@@ -206,6 +206,35 @@ def test_threads_have_managers_of_their_own(fed):
         assert main["t1"].link is conn.root()["t2"].link is main["page"]
 
 
+def test_federation_open_on_transaction_manager_is_per_thread(fed):
+    """fed.open(transaction.manager) in two threads: one's abort is not the other's commit."""
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def work(name: str, member: str, commit: bool) -> None:
+        try:
+            with fed.open(transaction.manager) as conn:
+                conn.root(member)[name] = Item(name)
+                barrier.wait()  # both changed
+                if commit:
+                    transaction.commit()
+                barrier.wait()
+                transaction.abort()
+        except BaseException as error:
+            errors.append(error)
+            barrier.abort()
+
+    threads = [threading.Thread(target=work, args=args)
+               for args in (("kept", "main", True), ("dropped", "notes", False))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with fed.open() as conn:
+        assert "kept" in conn.root("main") and "dropped" not in conn.root("notes")
+
+
 def test_a_transaction_manager_of_ones_own(fed):
     """db.open(tm) on a transaction manager of the caller's is committed by that manager."""
     tm = transaction.TransactionManager()
