@@ -409,7 +409,10 @@ class Database(Protocol):
     - On such a connection, ``get_connection(name)`` is the manager's
       connection of member ``name`` (no new handle), ``root()`` is the
       member's root, and closing it with changes in the current
-      transaction is refused, as in ZODB.
+      transaction is refused, as in ZODB.  Close each connection once per
+      ``open()``: a closed one may already serve another manager.
+      ``conn.db()`` stays the member's own ``ZODB.DB`` (ZODB's writer reads
+      it); connections it opens have no manager.
     - ``transaction(note=None)`` is ``DB.transaction``: a context manager
       that opens a connection on a transaction manager of its own, commits
       on success (aborts on an error) and closes.
