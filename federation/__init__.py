@@ -10,6 +10,7 @@
     transaction.commit()
 """
 
+from federation.databases import manager_of
 from federation.errors import (
     AmbiguousPlacement,
     CollectionRefused,
@@ -24,6 +25,7 @@ from federation.errors import (
     MemberBusy,
     MemberOpenError,
     MemberUnavailable,
+    NoZodbDatabase,
     ReadOnlyMember,
     UnknownKind,
     UnknownMember,
@@ -49,6 +51,7 @@ __all__ = [
     "MemberBusy",
     "MemberOpenError",
     "MemberUnavailable",
+    "NoZodbDatabase",
     "ReadOnlyMember",
     "Ref",
     "Split",
@@ -56,6 +59,7 @@ __all__ = [
     "StubInfo",
     "UnknownKind",
     "UnknownMember",
+    "manager_of",
     "open",
     "open_config",
 ]

@@ -756,6 +756,27 @@ class FederatedConnection(Connection):
             self._zfed_placeholders = False
             self.cacheMinimize()
 
+    # -- the ZODB connection API, within a manager (see federation.databases) ----
+
+    def get_connection(self, database_name: str) -> Any:
+        """``Connection.get_connection``: in a manager, its connection of that member."""
+        manager = self._zfed_manager
+        if manager is None:
+            return super().get_connection(database_name)
+        return manager.connection(database_name)
+
+    def close(self, primary: bool = True) -> None:
+        """``Connection.close``; in a manager, one handle goes back to it.
+
+        See :meth:`federation.manager.Manager.close_connection`; the manager
+        itself closes its connections with ``primary=False``.
+        """
+        manager = self._zfed_manager
+        if primary and manager is not None:
+            manager.close_connection(self)
+        else:
+            super().close(primary)
+
     def _register(self, obj: Any = None) -> None:
         manager = self._zfed_manager
         if manager is None:

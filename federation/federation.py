@@ -20,6 +20,7 @@ from federation import gc, recovery, resolvers
 from federation.adapters.zodb import ZODB_KINDS, ZodbMember
 from federation.connection import FederatedConnection
 from federation.coordinator import Coordinator
+from federation.databases import Databases
 from federation.errors import (
     ConfigurationError,
     FederationError,
@@ -32,7 +33,7 @@ from federation.errors import (
 )
 from federation.foreign import ForeignMember
 from federation.interfaces import Adapter
-from federation.manager import Manager, default_transaction_manager
+from federation.manager import Manager, thread_transaction_manager
 from federation.ref import check_member_name
 
 if sys.version_info >= (3, 11):
@@ -55,6 +56,7 @@ class Federation:
     def __init__(self, members: Mapping[str, Any], *,
                  placement: Mapping[type | str, str] | None = None,
                  recover: bool = True) -> None:
+        self._closed = False
         if not isinstance(members, Mapping) or not members:
             raise ConfigurationError(
                 f"A federation needs a mapping of one or more members, not {shorten(members)}."
@@ -85,6 +87,11 @@ class Federation:
         self.recovery = recovery.RecoveryReport()
         if recover:
             self._recover()
+        self.databases = Databases(self)
+        """Each ZODB member as a ``ZODB.DB``, for code that calls ``db.open()``.
+
+        See :class:`federation.interfaces.Database` and :mod:`federation.databases`.
+        """
 
     def _recover(self) -> None:
         """Settle what a crash left half-done, before any manager is handed out."""
@@ -210,10 +217,12 @@ class Federation:
         return member
 
     def open(self, transaction_manager: Any = None) -> Manager:
-        """Open a :class:`Manager` joined to ``transaction_manager`` (the thread's by default)."""
-        tm = transaction_manager if transaction_manager is not None else (
-            default_transaction_manager()
-        )
+        """Open a :class:`Manager` joined to ``transaction_manager``.
+
+        The thread's by default, and for ``transaction.manager``, which
+        stands for each thread's own.
+        """
+        tm = thread_transaction_manager(transaction_manager)
         names = {member.name for member in self.members.values() if member.available}
         jars = self._idle.pop() if self._idle else {}
         try:
@@ -251,8 +260,14 @@ class Federation:
         # Member connections are kept together: their caches refer to each other.
         self._idle.append(jars)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._closed
+
     def close(self) -> None:
         """Close every member database the federation opened."""
+        self._closed = True
         self._idle = []
         recovery.delete_finished(self)
         for member in self.members.values():
