@@ -10,6 +10,7 @@
     transaction.commit()
 """
 
+from federation.config import open_config, read_config
 from federation.errors import (
     AmbiguousPlacement,
     CollectionRefused,
@@ -28,7 +29,7 @@ from federation.errors import (
     UnknownKind,
     UnknownMember,
 )
-from federation.federation import Federation, open, open_config
+from federation.federation import Federation, open
 from federation.manager import Manager, StubInfo
 from federation.ref import Ref
 from federation.split import Split, SplitObject
@@ -58,4 +59,5 @@ __all__ = [
     "UnknownMember",
     "open",
     "open_config",
+    "read_config",
 ]
