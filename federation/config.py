@@ -128,11 +128,11 @@ def member_spec(name: str, table: dict[str, Any], base: Path) -> dict[str, Any]:
         table["uri"] = _path_uri(name, base, relative, "uri" in table)
     elif isinstance(table.get("uri"), str):
         table["uri"] = resolve_uri(name, table["uri"], base)
-    adapter = table.get("adapter")
-    if adapter is None:
+    if "adapter" not in table:
         table.setdefault("create", False)
-    elif isinstance(table.get("options"), dict):
-        factory = plugins.factory_named(name, adapter)
+        return table
+    factory = plugins.factory_named(name, table["adapter"])
+    if isinstance(table.get("options"), dict):
         table["options"] = plugins.resolve_paths(name, factory, table["options"], base)
     return table
 

@@ -141,9 +141,12 @@ def _load(path: Path) -> Any:
     try:
         config, _handler = ZConfig.loadConfig(_schema(str(path.resolve().parent)), str(path))
     except Exception as error:  # ZConfig's errors, and a %import or datatype's own
+        line = getattr(error, "lineno", None)
+        where = f" (line {line})" if isinstance(line, int) and f"line {line}" not in str(
+            error) else ""
         raise ConfigurationError(
             f"Cannot read federation configuration {shorten(str(path))}: "
-            f"{type(error).__name__}: {describe(error)}."
+            f"{type(error).__name__}: {describe(error)}{where}."
         ) from error
     return config
 
@@ -215,8 +218,8 @@ def _placement(where: str, lines: list[str]) -> dict[str, str]:
         words = line.split()
         if len(words) != 2:
             raise ConfigurationError(
-                f"{where}: 'placement {shorten(line)}' is not a dotted class name and a member "
-                "name."
+                f"{where}: the placement {shorten(line)} is not a dotted class name and a "
+                "member name."
             )
         placement[words[0]] = words[1]
     return placement

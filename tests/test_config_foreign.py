@@ -109,8 +109,7 @@ OPTIONS = 'path = "p.sqlite"\ntable = "person"\nclass = "tests.models.Person"\n'
         ('adapter = "nope"', r"Member 'people': the setting 'adapter' names 'nope', which is "
                              r"neither an installed adapter \(.*sqlite.*\) nor"),
         ('adapter = "no.such:thing"', r"'people'.*'no\.such:thing', which cannot be imported"),
-        ('adapter = 3', r"'people': the setting 'adapter' must be an adapter factory or the "
-                        r"name of one, not 3"),
+        ('adapter = 3', r"'people': the setting 'adapter' must name an adapter, not 3"),
         ('adapter = "sqlite"\noptions = 3', r"'people': the setting 'options' must be a table"),
         ('adapter = "sqlite"\nkey = "uuid"', r"Member 'people' has unknown settings: key"),
         ('adapter = "sqlite"\n[members.people.options]\ntable = "person"\n'
