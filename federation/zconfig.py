@@ -21,14 +21,16 @@ component ``federation/component.xml`` (``%import federation``)::
     </zodb>
 
     <federation>
+      # key: integer (the default) or uuid; create: the file may be created
       <member main>
-        key uuid          # integer (the default) or uuid
+        key uuid
         read-only off
-        create on         # the file may be created
+        create on
       </member>
       placement myapp.Note main
+      # adapter: an installed adapter, or package.module:callable
       <foreign readers>
-        adapter sqlite    # an installed adapter, or package.module:callable
+        adapter sqlite
         read-only off
         path readers.sqlite
         table reader
