@@ -123,6 +123,12 @@ def _read_toml(path: Path, data: bytes) -> tuple[dict[str, dict[str, Any]], dict
 def member_spec(name: str, table: dict[str, Any], base: Path) -> dict[str, Any]:
     """A member's settings with its relative paths resolved against ``base``."""
     table = dict(table)
+    misplaced = sorted({"path", "uri"} & table.keys()) if "adapter" in table else []
+    if misplaced:
+        raise ConfigurationError(
+            f"Member {shorten(name)}: a foreign member's {misplaced[0]!r} goes in its "
+            "adapter's options ([members.NAME.options])."
+        )
     relative = table.pop("path", None)
     if relative is not None:
         table["uri"] = _path_uri(name, base, relative, "uri" in table)

@@ -38,10 +38,13 @@ class Federation:
     """Several databases used as one graph of persistent objects.
 
     ``members`` maps member names to sources: a zodburi URI, a storage, a
-    ``ZODB.DB``, or a mapping with ``source`` (or ``uri``) and optional
-    ``key`` (``integer`` or ``uuid``), ``read_only`` and ``create`` (true by
-    default; when false, a ``file://`` member whose file does not exist is
-    an error).  ``placement`` maps classes (or dotted class names) to the
+    ``ZODB.DB``, an adapter factory (a foreign member), or a mapping with
+    ``source`` (or ``uri``) and optional ``key`` (``integer`` or ``uuid``),
+    ``read_only`` and ``create`` (true by default; when false, a
+    ``file://`` member whose file does not exist is an error); or, for a
+    foreign member, a mapping with ``adapter`` (a factory, or the name of
+    one with its ``options``: see :mod:`federation.plugins`) and
+    ``read_only``.  ``placement`` maps classes (or dotted class names) to the
     member their new instances go to.
     """
 

@@ -70,7 +70,8 @@ class Options:
         if (isinstance(converted, bool) or not isinstance(converted, (int, float))
                 or (kind is int and not isinstance(converted, int))
                 or not minimum <= converted < float("inf")):
-            raise self._fail(setting, f"must be a {kind.__name__} of at least {minimum}, not "
+            what = "an integer" if kind is int else "a number"
+            raise self._fail(setting, f"must be {what} of at least {minimum}, not "
                                       f"{shorten(value)}")
         return kind(converted)
 
