@@ -7,7 +7,8 @@ name (an unnamed one is ``main``).  Storages are ZODB's (``filestorage``,
 ``zeoclient``, ``mappingstorage``, ``demostorage``, ``blobstorage``) and
 any a ``%import`` adds (``%import relstorage`` for ``<relstorage>``, when
 RelStorage is installed).  Relative paths (``path``, ``blob-dir``) resolve
-against the file's directory.
+against the file's directory (``path``, ``blob-dir``, a ZEO client's
+``var``).
 
 Federation settings go in one ``<federation>`` section, defined by the
 component ``federation/component.xml`` (``%import federation``)::
@@ -150,7 +151,23 @@ def _load(path: Path) -> Any:
             f"Cannot read federation configuration {shorten(str(path))}: "
             f"{type(error).__name__}: {describe(error)}{where}."
         ) from error
+    for database in config.databases:
+        if isinstance(database, ZODBDatabase):
+            for storage in _storages(database.config.storage):
+                _resolve_paths(storage.config, path.resolve().parent)
     return config
+
+
+#: Storage settings that are paths but plain text to ZConfig (a blobstorage's or a ZEO
+#: client's blob-dir, a ZEO client's cache directory var).
+TEXT_PATHS = ("blob_dir", "var")
+
+
+def _resolve_paths(section: Any, base: Path) -> None:
+    for setting in TEXT_PATHS:
+        value = getattr(section, setting, None)
+        if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
+            setattr(section, setting, str(base / value))
 
 
 @functools.lru_cache(maxsize=32)
@@ -182,8 +199,9 @@ def _member_settings(where: str, specs: dict[str, dict[str, Any]], member: Any,
 
 def _require_files(name: str, spec: dict[str, Any], database: ZODBDatabase) -> None:
     """Refuse a FileStorage whose file does not exist, unless the member may create it."""
-    storage = database.config.storage
-    if not isinstance(storage, FileStorage) or (spec["create"] and not spec["read_only"]):
+    storage = next((each for each in _storages(database.config.storage)
+                    if isinstance(each, FileStorage)), None)
+    if storage is None or (spec["create"] and not spec["read_only"]):
         return
     if storage.config.create or os.path.exists(storage.config.path):
         return
@@ -193,6 +211,17 @@ def _require_files(name: str, spec: dict[str, Any], database: ZODBDatabase) -> N
     raise ConfigurationError(
         f"Member {name!r}: the file {storage.config.path!r} does not exist; {remedy}."
     )
+
+
+def _storages(storage: Any) -> list[Any]:
+    """A storage section and the sections it wraps (a blobstorage's base, a demostorage's)."""
+    found = [storage]
+    base = getattr(storage.config, "base", None)
+    if base is not None:
+        found += _storages(base)
+    for factory in getattr(storage.config, "factories", None) or ():
+        found += _storages(factory)
+    return found
 
 
 def _foreign_spec(name: str, foreign: Any, base: Path) -> dict[str, Any]:
@@ -239,9 +268,10 @@ def resolve_uri(uri: str) -> tuple[Callable[[], Any], dict[str, Any]]:
     if not found:
         raise ConfigurationError(f"{shorten(str(path))} has no <zodb> section named {name!r}.")
     section = found[0].config
-    if dict(parse_qsl(parts.query)).get("read_only") == "1" and hasattr(
-            section.storage.config, "read_only"):
-        section.storage.config.read_only = True
+    if dict(parse_qsl(parts.query)).get("read_only") == "1":
+        for storage in _storages(section.storage):
+            if hasattr(storage.config, "read_only"):
+                storage.config.read_only = True
     dbkw = {f"connection_{setting}": getattr(section, setting)
             for setting in ("pool_size", "pool_timeout", "cache_size", "cache_size_bytes",
                             "historical_pool_size", "historical_cache_size",

@@ -185,6 +185,29 @@ def test_missing_file_is_refused_unless_created(tmp_path):
     assert list((tmp_path / "var").iterdir()) == []
 
 
+def test_missing_file_under_a_blobstorage_is_refused(tmp_path):
+    """The file of a FileStorage wrapped in a <blobstorage> must exist too."""
+    config = tmp_path / "zodb.conf"
+    config.write_text("<zodb main>\n<blobstorage>\nblob-dir blobs\n<filestorage>\n"
+                      "path main.fs\n</filestorage>\n</blobstorage>\n</zodb>\n")
+    with pytest.raises(federation.ConfigurationError, match=r"'main': the file .*main.fs'"):
+        federation.open_config(config)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["zodb.conf"]
+
+
+def test_read_only_blob_member(tmp_path):
+    """read-only on reaches the FileStorage inside a <blobstorage>."""
+    existing_files(tmp_path / "main.fs")
+    config = tmp_path / "zodb.conf"
+    config.write_text("%import federation\n<zodb main>\n<blobstorage>\nblob-dir blobs\n"
+                      "<filestorage>\npath main.fs\n</filestorage>\n</blobstorage>\n</zodb>\n"
+                      "<federation>\n<member main>\nread-only on\n</member>\n</federation>\n")
+    with federation.open_config(config) as fed:
+        assert fed.member("main").db.storage.isReadOnly()
+        assert fed.member("main").db.storage.fshelper.base_dir.rstrip("/") == str(
+            tmp_path / "blobs")
+
+
 def test_read_only_member(tmp_path):
     """<member NAME> read-only on opens the storage read-only."""
     existing_files(tmp_path / "var" / "main.fs", tmp_path / "var" / "catalog.fs")
