@@ -153,6 +153,11 @@ def _load(path: Path) -> Any:
         ) from error
     for database in config.databases:
         if isinstance(database, ZODBDatabase):
+            if database.config.storage is None:
+                raise ConfigurationError(
+                    f"Member {member_name(database)!r}: its <zodb> section in "
+                    f"{shorten(str(path))} has no storage section (<filestorage>...)."
+                )
             for storage in _storages(database.config.storage):
                 _resolve_paths(storage.config, path.resolve().parent)
     return config

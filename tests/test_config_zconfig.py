@@ -243,6 +243,8 @@ def test_read_only_member(tmp_path):
         ("%import federation\n<zodb a>\n<mappingstorage>\n</mappingstorage>\n</zodb>\n"
          "<federation>\n<foreign a>\nadapter sqlite\n</foreign>\n</federation>\n",
          r"the member 'a' is defined twice"),
+        ("<zodb>\n</zodb>\n", r"Member 'main': its <zodb> section in .* has no storage "
+                               r"section"),
         ("%import nosuchpackage\n<zodb a>\n<mappingstorage>\n</mappingstorage>\n</zodb>\n",
          r"Cannot read federation configuration .*nosuchpackage"),
     ],
