@@ -10,6 +10,7 @@
     transaction.commit()
 """
 
+from federation.config import open_config, read_config
 from federation.databases import manager_of
 from federation.errors import (
     AmbiguousPlacement,
@@ -30,7 +31,7 @@ from federation.errors import (
     UnknownKind,
     UnknownMember,
 )
-from federation.federation import Federation, open, open_config
+from federation.federation import Federation, open
 from federation.manager import Manager, StubInfo
 from federation.ref import Ref
 from federation.split import Split, SplitObject
@@ -62,4 +63,5 @@ __all__ = [
     "manager_of",
     "open",
     "open_config",
+    "read_config",
 ]

@@ -5,7 +5,7 @@ The prose lives here; implementations say "See :class:`KeyKind`".
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -134,6 +134,48 @@ class Adapter(Protocol):
     def finish_prepared(self, xid: str, commit: bool) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class AdapterFactory(Protocol):
+    """How a configuration file makes a foreign member: the callable its ``adapter`` names.
+
+    A member table such as ::
+
+        [members.readers]
+        adapter = "sqlite"             # an entry point, or "package.module:callable"
+        [members.readers.options]
+        path = "readers.sqlite"
+        table = "reader"
+
+    is opened by calling the factory the ``adapter`` setting names (see
+    :mod:`federation.plugins`) as ``factory(member, options)``:
+
+    - ``member`` is the member's name (for messages);
+    - ``options`` is a plain dict of the options table: TOML values, or,
+      from a ZConfig file, text (a repeated key is a list of texts, a
+      ``<mapping NAME>`` sub-section a dict).  Options the factory lists in
+      its optional ``path_options`` attribute have already been made
+      absolute against the configuration file's directory;
+    - it returns a zero-argument callable that opens one adapter session
+      (an :class:`Adapter`) per call, such as
+      :class:`federation.adapters.sql.SqlDatabase` or
+      :class:`federation.adapters.ldap.Directory`;
+    - bad options raise :class:`federation.ConfigurationError`, one
+      sentence naming the member and the option
+      (:class:`federation.options.Options` does the checking); the factory
+      neither connects nor writes, and never puts a password in a message;
+      a password comes from the environment (``password_env``), not from
+      the file.
+
+    The built-in factories are registered in the entry point group
+    ``zodb_federation.adapters``: ``sqlite``, ``postgresql``
+    (:func:`federation.adapters.sql.sqlite_from_options`,
+    :func:`~federation.adapters.sql.postgresql_from_options`) and ``ldap``
+    (:func:`federation.adapters.ldap.directory_from_options`).
+    """
+
+    def __call__(self, member: str, options: dict[str, Any]) -> Callable[[], Adapter]: ...
 
 
 @runtime_checkable
