@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from federation.config import open_config
 from federation.errors import ConfigurationError, shorten
-from federation.federation import Federation, open_config
+from federation.federation import Federation
 
-#: The setting naming the federation's configuration file (TOML, see ``open_config``).
+#: The setting naming the federation's configuration file (TOML or ZConfig, see ``open_config``).
 SETTING = "zodbconn.federation"
 #: The setting naming the member pyramid_zodbconn's primary database is.
 PRIMARY_SETTING = "zodbconn.federation.primary"
