@@ -113,9 +113,11 @@ class CollectionReport(dict[str, MemberCollection]):
             state = "packed" if result.packed else (result.note or "not packed")
             if self.dry_run:
                 state = "dry run, nothing changed"
-            lines.append(f"{name}: {state}; {result.stubs} live stubs; {result.marked} live "
-                         f"objects, {verb} {len(result.collectable)}, {result.keep_alive} kept "
-                         "alive for other members")
+            elif result.packed:  # the stubs left are counted after packing
+                state += f"; {result.stubs} live stubs"
+            lines.append(f"{name}: {state}; {result.marked} live objects, {verb} "
+                         f"{len(result.collectable)}, {result.keep_alive} kept alive for other "
+                         "members")
         for name in sorted(self.excluded):
             lines.append(f"{name}: excluded (not read, not packed)")
         total = sum(len(result.collectable) for result in self.values())
