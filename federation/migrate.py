@@ -6,12 +6,14 @@ hold stubs only, as the federation writes them, so that members can be
 renamed, exported and imported and packed alone.  :func:`migrate` works
 member by member:
 
-1. it reads every current record of the member (``record_iternext``, else
+1. (once, first) every writable ZODB member without a federation catalog
+   gets one, in a transaction of its own;
+2. it reads every current record of the member (``record_iternext``, else
    what its root reaches) and picks the records to rewrite: those holding
    ``['m', ...]``/``['n', ...]`` references to members of the federation
    (with ``to_native``: those holding stub references to objects of ZODB
    members);
-2. it rewrites them in transactions of at most ``batch`` records, each one
+3. it rewrites them in transactions of at most ``batch`` records, each one
    committed by the federation's manager (journaled, like any commit): a
    reference becomes a reference to the stub of its target (made or found in
    the member's stub index), or, with ``to_native``, the native reference
@@ -117,6 +119,8 @@ def migrate(federation: Any, *, to_native: bool = False, batch: int = BATCH,
     report = MigrationReport()
     report.dry_run, report.to_native = dry_run, to_native
     step = hook if hook is not None else _no_hook
+    if not dry_run:
+        _ensure_catalogs(federation)
     for name in names:
         member = federation.members[name]
         if getattr(member, "database_name", None) is None:
@@ -126,6 +130,21 @@ def migrate(federation: Any, *, to_native: bool = False, batch: int = BATCH,
         report[name] = _migrate_member(federation, name, to_native, batch, dry_run,
                                        progress, step)
     return report
+
+
+def _ensure_catalogs(federation: Any) -> None:
+    """Give every writable ZODB member its catalog, in a transaction of its own.
+
+    A native multi-database has none yet; made before the rewrites, the
+    catalogs' indexes are existing records that the rewriting commits change.
+    """
+    tm = transaction.TransactionManager()
+    with federation.open(tm) as conn:
+        for jar in conn.jars.values():
+            if getattr(jar.member, "database_name", None) is not None:
+                jar.ensure_catalog()
+        tm.get().note("zfed migrate: federation catalogs")
+        tm.commit()
 
 
 def _no_hook(step: str) -> None:
@@ -177,18 +196,14 @@ class _Plan:
     def scan(self, result: MemberMigration, progress: Progress | None) -> list[bytes]:
         """The oids of the records to rewrite; ``result`` gets the counts."""
         storage = self.jar.member.db.storage
-        try:
-            total: int | None = len(storage)
-        except TypeError:
-            total = None
         records = list(maintenance.all_records(storage, [z64]))
         if self.to_native:
             self.stubs = {oid: stub_data(record)[0] for oid, record in records
                           if is_stub(record)}
         todo = []
         for done, (oid, record) in enumerate(records, 1):
-            if progress is not None and not done % 1024:
-                progress(f"scan {self.name}", done, total)
+            if progress is not None and (not done % 1024 or done == len(records)):
+                progress(f"scan {self.name}", done, len(records))
             if record_class(record) == STUB_CLASS:
                 continue
             count = self._count(record, result.left)

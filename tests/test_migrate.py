@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
 import signal
 import subprocess
 import sys
@@ -20,15 +22,18 @@ from persistent.list import PersistentList
 from persistent.mapping import PersistentMapping
 from persistent.wref import WeakRef
 from ZODB.FileStorage import FileStorage
+from ZODB.utils import p64
 from zope.annotation.attribute import AttributeAnnotations
 from zope.annotation.interfaces import IAttributeAnnotatable
 from zope.interface import implementer
 
 import federation
+from federation import cli
 from federation.catalog import Stub
 from federation.cli import main
 from federation.migrate import MigrationError
 from federation.native import references
+from federation.records import record_class
 from tests.models import Item
 
 NAMES = ("main", "other", "outside")  # outside is no member of the federation
@@ -242,8 +247,12 @@ def test_migrated_members_pack_and_follow(folder: Path):
     """After migration, fed.pack keeps every target (through stubs now)."""
     with federation.open_config(config(folder)) as fed:
         fed.migrate()
-        report = fed.pack(exclude=["outside"])  # native references to it stay
-        assert report["other"].packed and not report["other"].collectable
+        dry = fed.pack(exclude=["outside"], dry_run=True)  # native references to it stay
+        storage = fed.member("other").db.storage
+        garbage = {record_class(storage.load(p64(oid))[0])
+                   for oid in dry["other"].collectable}
+        assert garbage <= {("federation.journal", "Marker")}  # of the multi-member commit
+        assert fed.pack(exclude=["outside"])["other"].packed
     through_federation(folder)
 
 
@@ -334,3 +343,95 @@ def test_stub_records_are_plain_zodb(folder: Path):
             assert isinstance(link, Stub)
     finally:
         db.close()
+
+
+def test_into_a_uuid_member_and_back(folder: Path):
+    """References into a member named by uuid keys: the targets get UUIDs and indexed
+    stubs; --to-native finds their oids again."""
+    path = config(folder)
+    path.write_text(path.read_text() + 'key = "uuid"\n')
+    with federation.open_config(path) as fed:
+        fed.migrate(batch=50)
+        assert [finding.kind for finding in fed.check().findings] == ["dangling"]  # outside
+        with fed.open(transaction.TransactionManager()) as conn:
+            main, other = conn.root("main"), conn.root("other")
+            assert main["attr"].link is other["attr"]
+            assert {stub.target.kind for stub in conn.stubs("main")} == {"uuid"}
+        fed.migrate(to_native=True)
+    with native(folder) as roots:
+        follow(roots)
+
+
+def test_to_native_leaves_stubs_of_foreign_records(folder: Path):
+    """--to-native: a stub naming a foreign member's record stays, and is counted."""
+    from tests.test_adapter_sqlite import make_member, seeder
+
+    people, sqlite_path = make_member(folder, "people")
+    seeder(sqlite_path)(1, {"name": "Ada"})
+    members = {"main": (folder / "main.fs").as_uri(), "other": (folder / "other.fs").as_uri(),
+               "people": people}
+    tm = transaction.TransactionManager()
+    with federation.open(members) as fed:
+        fed.migrate()
+        with fed.open(tm) as conn:
+            conn.root("main")["author"] = Item("author", link=conn.get("people:integer:1"))
+            tm.commit()
+        report = fed.migrate(to_native=True)
+        assert report["main"].left == {
+            "stubs naming records of foreign member 'people' (they stay)": 1}
+        assert report["main"].references == BIG + 5
+        with fed.open(tm) as conn:
+            assert conn.root("main")["author"].link.name == "Ada"
+            assert conn.root("main")["attr"].link is conn.root("other")["attr"]
+    assert native_counts(folder)["main"] == BIG + 6
+
+
+def test_read_only_member_is_refused(folder: Path):
+    """A read-only member with references to migrate: MigrationError, nothing written."""
+    members = {"main": {"uri": (folder / "main.fs").as_uri(), "read_only": True},
+               "other": (folder / "other.fs").as_uri()}
+    with federation.open(members) as fed, pytest.raises(MigrationError, match="'main'"):
+        fed.migrate(members=["main"])
+    assert native_counts(folder)["main"] == BIG + 6
+
+
+def test_a_record_that_cannot_be_rebuilt_writes_nothing(folder: Path, monkeypatch):
+    """A record whose pickle cannot be rebuilt: MigrationError naming it; its batch is undone."""
+    from federation import repickle
+
+    real = repickle.rewrite
+
+    def failing(record: bytes, replace: Any) -> bytes | None:
+        if b"many 3" in record or b"holder" in record:
+            raise repickle.RewriteError("an extension code")
+        return real(record, replace)
+
+    monkeypatch.setattr(repickle, "rewrite", failing)
+    with federation.open_config(config(folder)) as fed, \
+            pytest.raises(MigrationError, match=r"'main': the record with oid \d+"):
+        fed.migrate(members=["main"])
+    assert native_counts(folder)["main"] == BIG + 6
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_shown_on_a_terminal(folder: Path, monkeypatch: pytest.MonkeyPatch):
+    """zfed migrate shows the scan and the rewrite of each member on a terminal."""
+    terminal = _Terminal()
+    monkeypatch.setattr(cli, "_Progress", functools.partial(cli._Progress, terminal))
+    _zfed("migrate", str(config(folder)), "--batch", "5")
+    shown = terminal.getvalue()
+    assert "scan main" in shown and "rewrite main" in shown and "rewrite other" in shown
+    calls: list[tuple[str, int, int | None]] = []
+    with federation.open_config(config(folder)) as fed:
+        report = fed.migrate(to_native=True, batch=10,
+                             progress=lambda *call: calls.append(call))
+    records = report["main"].records
+    assert [call for call in calls if call[0] == "rewrite main"] == [
+        ("rewrite main", min(done, records), records) for done in range(10, records + 10, 10)]
+    assert calls[0][0] == "scan main" and calls[0][1] == calls[0][2]
