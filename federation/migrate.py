@@ -88,8 +88,8 @@ class MigrationReport(dict[str, MemberMigration]):
     def lines(self) -> list[str]:
         """What ``zfed migrate`` prints: per member, counts, classes, what stays."""
         verb = "would rewrite" if self.dry_run else "rewrote"
-        what = "stub references into native ones" if self.to_native else (
-            "native references into stubs")
+        what = "stub reference(s) into native ones" if self.to_native else (
+            "native reference(s) into stubs")
         out = []
         for name, result in self.items():
             done = "" if self.dry_run else f", {result.transactions} transaction(s)"

@@ -196,7 +196,7 @@ def test_dry_run_counts_per_member_and_class(folder: Path):
     output = _zfed("migrate", str(config(folder)), "--dry-run")
     buckets = len(list(_buckets(folder)))
     assert output.splitlines() == [
-        f"main: would rewrite {BIG + 5} native references into stubs in {buckets + 5} record(s)",
+        f"main: would rewrite {BIG + 5} native reference(s) into stubs in {buckets + 5} record(s)",
         "main:   2 BTrees.OOBTree.OOBTree",  # the small tree and the annotations
         f"main:   {buckets} BTrees.OOBTree.OOBucket",
         "main:   1 persistent.list.PersistentList",
@@ -204,7 +204,7 @@ def test_dry_run_counts_per_member_and_class(folder: Path):
         "main:   1 tests.models.Item",
         "main:   1 left: references to database 'outside', which is no member",
         "main:   1 left: weak references (kept native, as ZODB keeps them)",
-        "other: would rewrite 1 native references into stubs in 1 record(s)",
+        "other: would rewrite 1 native reference(s) into stubs in 1 record(s)",
         "other:   1 tests.models.Item",
     ]
     assert before == {name: (folder / f"{name}.fs").stat().st_size for name in NAMES}
@@ -216,15 +216,15 @@ def test_migrate_into_stubs_and_back(folder: Path):
     counts = native_counts(folder)
     assert counts["main"] == BIG + 6 and counts["other"] == 1  # one to outside
     output = _zfed("migrate", str(config(folder)), "--batch", "7")
-    assert f"main: rewrote {BIG + 5} native references into stubs" in output
+    assert f"main: rewrote {BIG + 5} native reference(s) into stubs" in output
     assert native_counts(folder) == {"main": 1, "other": 0, "outside": 0}  # outside's stays
     through_federation(folder)
     all_records_load(folder)
     fsrefs_clean(folder)
-    assert "rewrote 0 native references" in _zfed("migrate", str(config(folder)))
+    assert "rewrote 0 native reference(s)" in _zfed("migrate", str(config(folder)))
 
     output = _zfed("migrate", str(config(folder)), "--to-native")
-    assert f"main: rewrote {BIG + 5} stub references into native ones" in output
+    assert f"main: rewrote {BIG + 5} stub reference(s) into native ones" in output
     assert native_counts(folder) == counts
     with native(folder) as roots:
         follow(roots)
@@ -435,3 +435,30 @@ def test_progress_is_shown_on_a_terminal(folder: Path, monkeypatch: pytest.Monke
     assert [call for call in calls if call[0] == "rewrite main"] == [
         ("rewrite main", min(done, records), records) for done in range(10, records + 10, 10)]
     assert calls[0][0] == "scan main" and calls[0][1] == calls[0][2]
+
+
+def test_a_record_changed_meanwhile_is_read_again(folder: Path):
+    """Another transaction changes a record while its batch commits: the batch is retried
+    and the record keeps both that change and its new stub reference."""
+    from federation.migrate import migrate
+
+    changed: list[bool] = []
+    rewrites: list[str] = []
+    with federation.open_config(config(folder)) as fed:
+        def hook(step: str) -> None:
+            rewrites.append(step)
+            if step == "rewrite" and not changed:
+                tm = transaction.TransactionManager()
+                with fed.open(tm) as conn:
+                    conn.root("main")["attr"].title = "changed meanwhile"
+                    tm.commit()
+                changed.append(True)
+
+        report = migrate(fed, members=["main"], batch=1000, hook=hook)
+        assert report["main"].transactions == 1
+        assert rewrites.count("rewrite") > report["main"].records  # the batch ran twice
+        with fed.open(transaction.TransactionManager()) as conn:
+            holder = conn.root("main")["attr"]
+            assert holder.title == "changed meanwhile"
+            assert holder.link is conn.root("other")["attr"]
+    assert native_counts(folder)["main"] == 1
