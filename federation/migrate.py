@@ -45,8 +45,8 @@ from federation import maintenance, native, repickle
 from federation.catalog import Stub, decode_entry
 from federation.errors import (
     DanglingStub,
-    FederationError,
     MemberUnavailable,
+    MigrationError,
     UnknownMember,
     describe,
 )
@@ -61,10 +61,6 @@ Progress = Callable[[str, int, "int | None"], None]
 #: ``hook(step)``: ``"rewrite"`` before each record is rewritten in a commit,
 #: ``"committed"`` after each batch (tests stop the process there).
 Hook = Callable[[str], None]
-
-
-class MigrationError(FederationError):
-    """A record cannot be migrated (its pickle cannot be rebuilt)."""
 
 
 @dataclass
@@ -114,19 +110,18 @@ def migrate(federation: Any, *, to_native: bool = False, batch: int = BATCH,
         raise MigrationError(f"The batch size must be a positive number of records, not "
                              f"{batch!r}.")
     names = list(federation.members) if members is None else list(members)
+    names = [name for name in names  # UnknownMember; foreign members hold no ZODB records
+             if getattr(federation.member(name), "database_name", None) is not None]
     for name in names:
-        federation.member(name)  # UnknownMember
+        member = federation.members[name]
+        if not member.available:  # before anything is written
+            raise MemberUnavailable(name, cause=member.error)
     report = MigrationReport()
     report.dry_run, report.to_native = dry_run, to_native
     step = hook if hook is not None else _no_hook
     if not dry_run:
         _ensure_catalogs(federation)
     for name in names:
-        member = federation.members[name]
-        if getattr(member, "database_name", None) is None:
-            continue  # a foreign member holds no ZODB records
-        if not member.available:
-            raise MemberUnavailable(name, cause=member.error)
         report[name] = _migrate_member(federation, name, to_native, batch, dry_run,
                                        progress, step)
     return report

@@ -31,7 +31,7 @@ import federation
 from federation import cli
 from federation.catalog import Stub
 from federation.cli import main
-from federation.migrate import MigrationError
+from federation.errors import MigrationError
 from federation.native import references
 from federation.records import record_class
 from tests.models import Item
@@ -462,3 +462,14 @@ def test_a_record_changed_meanwhile_is_read_again(folder: Path):
             assert holder.title == "changed meanwhile"
             assert holder.link is conn.root("other")["attr"]
     assert native_counts(folder)["main"] == 1
+
+
+def test_an_unavailable_member_is_refused_before_anything_is_written(folder: Path):
+    """A member that cannot be reached: MemberUnavailable naming it; no member is changed."""
+    members = {"main": (folder / "main.fs").as_uri(), "other": (folder / "other.fs").as_uri(),
+               "remote": "zeo://127.0.0.1:1?wait_timeout=1"}
+    before = {name: (folder / f"{name}.fs").stat().st_size for name in NAMES}
+    with federation.open(members) as fed, \
+            pytest.raises(federation.MemberUnavailable, match="'remote'"):
+        fed.migrate()
+    assert before == {name: (folder / f"{name}.fs").stat().st_size for name in NAMES}

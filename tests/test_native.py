@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import transaction
 import ZODB
+from persistent import Persistent
+from persistent.mapping import PersistentMapping
 from persistent.wref import WeakRef
 from ZODB.FileStorage import FileStorage
 from ZODB.POSException import POSKeyError
@@ -226,3 +228,35 @@ def test_check_reports_a_dangling_native_reference(fed: federation.Federation,
         with again.open(transaction.TransactionManager()) as conn, \
                 pytest.raises(POSKeyError):
             conn.root("main")["hidden"].link.title  # noqa: B018
+
+
+class WithNewArgs(Persistent):
+    """A class with ``__getnewargs__``: ZODB references it as ['n', (database, oid)]."""
+
+    def __getnewargs__(self) -> tuple[()]:
+        return ()
+
+
+def test_n_references_load_and_are_marked(tmp_path: Path):
+    """['n', ...] references (no class in the reference) load as the member's object, and
+    pack keeps their targets."""
+    databases = native_databases(tmp_path)
+    try:
+        with databases["other"].transaction() as conn:
+            conn.root()["target"] = WithNewArgs()
+        with databases["main"].transaction() as conn:
+            box = conn.root()["box"] = PersistentMapping()
+            box["n"] = conn.get_connection("other").root()["target"]
+            del conn.get_connection("other").root()["target"]
+        with databases["main"].transaction() as conn:
+            record = databases["main"].storage.load(conn.root()["box"]._p_oid)[0]
+        assert [ref.form for ref in references(record)[1]] == ["n"]
+    finally:
+        close_all(databases)
+    with federation.open(_members(tmp_path)) as fed:
+        _commit_through_the_federation(fed)
+        assert fed.pack()["other"].packed
+        with fed.open(transaction.TransactionManager()) as conn:
+            target = conn.root("main")["box"]["n"]
+            assert isinstance(target, WithNewArgs) and target._p_jar is conn.jar("other")
+            assert conn.get(conn.ref(target)) is target
