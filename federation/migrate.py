@@ -191,14 +191,19 @@ class _Plan:
     def scan(self, result: MemberMigration, progress: Progress | None) -> list[bytes]:
         """The oids of the records to rewrite; ``result`` gets the counts."""
         storage = self.jar.member.db.storage
-        records = list(maintenance.all_records(storage, [z64]))
-        if self.to_native:
-            self.stubs = {oid: stub_data(record)[0] for oid, record in records
-                          if is_stub(record)}
+        if self.to_native:  # a first pass: the stub records
+            self.stubs = {oid: stub_data(record)[0] for oid, record
+                          in maintenance.all_records(storage, [z64]) if is_stub(record)}
+        try:
+            total: int | None = len(storage)
+        except TypeError:  # a storage that cannot count its records
+            total = None
         todo = []
-        for done, (oid, record) in enumerate(records, 1):
-            if progress is not None and (not done % 1024 or done == len(records)):
-                progress(f"scan {self.name}", done, len(records))
+        done = 0
+        for oid, record in maintenance.all_records(storage, [z64]):
+            done += 1
+            if progress is not None and not done % 1024:
+                progress(f"scan {self.name}", done, total)
             if record_class(record) == STUB_CLASS:
                 continue
             count = self._count(record, result.left)
@@ -208,6 +213,8 @@ class _Plan:
                 result.references += count
                 module, klass = record_class(record)
                 result.classes[f"{module}.{klass}"] += 1
+        if progress is not None:
+            progress(f"scan {self.name}", done, done)
         return todo
 
     def _count(self, record: bytes, left: Counter[str]) -> int:
