@@ -878,7 +878,12 @@ class FederatedConnection(Connection):
                 obj for obj in stored
                 if isinstance(obj, (Catalog, *_BTREES_TYPES)) and obj._p_changed])
         else:
-            self._store_registered(meta, self._zfed_mark)
+            # Index records made by this transaction (a catalog created during
+            # this commit) were stored before the entries were applied: again.
+            creating = self._creating
+            self._store_registered(meta, self._zfed_mark, [
+                obj for obj in self._registered_objects[self._zfed_mark:]
+                if obj._p_oid in creating and isinstance(obj, (Catalog, *_BTREES_TYPES))])
         return True
 
     def has_writes(self) -> bool:

@@ -6,14 +6,12 @@ hold stubs only, as the federation writes them, so that members can be
 renamed, exported and imported and packed alone.  :func:`migrate` works
 member by member:
 
-1. (once, first) every writable ZODB member without a federation catalog
-   gets one, in a transaction of its own;
-2. it reads every current record of the member (``record_iternext``, else
+1. it reads every current record of the member (``record_iternext``, else
    what its root reaches) and picks the records to rewrite: those holding
    ``['m', ...]``/``['n', ...]`` references to members of the federation
    (with ``to_native``: those holding stub references to objects of ZODB
    members);
-3. it rewrites them in transactions of at most ``batch`` records, each one
+2. it rewrites them in transactions of at most ``batch`` records, each one
    committed by the federation's manager (journaled, like any commit): a
    reference becomes a reference to the stub of its target (made or found in
    the member's stub index), or, with ``to_native``, the native reference
@@ -119,27 +117,10 @@ def migrate(federation: Any, *, to_native: bool = False, batch: int = BATCH,
     report = MigrationReport()
     report.dry_run, report.to_native = dry_run, to_native
     step = hook if hook is not None else _no_hook
-    if not dry_run:
-        _ensure_catalogs(federation)
     for name in names:
         report[name] = _migrate_member(federation, name, to_native, batch, dry_run,
                                        progress, step)
     return report
-
-
-def _ensure_catalogs(federation: Any) -> None:
-    """Give every writable ZODB member its catalog, in a transaction of its own.
-
-    A native multi-database has none yet; made before the rewrites, the
-    catalogs' indexes are existing records that the rewriting commits change.
-    """
-    tm = transaction.TransactionManager()
-    with federation.open(tm) as conn:
-        for jar in conn.jars.values():
-            if getattr(jar.member, "database_name", None) is not None:
-                jar.ensure_catalog()
-        tm.get().note("zfed migrate: federation catalogs")
-        tm.commit()
 
 
 def _no_hook(step: str) -> None:

@@ -260,3 +260,25 @@ def test_n_references_load_and_are_marked(tmp_path: Path):
             target = conn.root("main")["box"]["n"]
             assert isinstance(target, WithNewArgs) and target._p_jar is conn.jar("other")
             assert conn.get(conn.ref(target)) is target
+
+
+def test_existing_uuid_member_gets_its_catalog_and_uuids_in_one_commit(tmp_path: Path):
+    """An existing database joins as a uuid member with no catalog yet; the first commit
+    references one of its objects from another member: its catalog and the uuids index
+    entry are stored in that same commit (the entry was lost: the index, made and stored
+    by this commit, was changed after it was stored)."""
+    for name in ("main", "other"):
+        db = ZODB.DB(FileStorage(str(tmp_path / f"{name}.fs")))
+        with db.transaction() as conn:
+            conn.root()["x"] = PersistentMapping(name=name)
+        db.close()
+    members = {"main": f"file://{tmp_path / 'main.fs'}",
+               "other": {"uri": f"file://{tmp_path / 'other.fs'}", "key": "uuid"}}
+    tm = transaction.TransactionManager()
+    with federation.open(members) as fed:
+        with fed.open(tm) as conn:
+            conn.root("main")["link"] = PersistentMapping(to=conn.root("other")["x"])
+            tm.commit()
+        assert fed.check().ok
+    with federation.open(members) as fed, fed.open(tm) as conn:
+        assert conn.root("main")["link"]["to"] is conn.root("other")["x"]
