@@ -60,6 +60,7 @@ from federation.errors import (
     describe,
     shorten,
 )
+from federation.options import Options
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -561,3 +562,60 @@ def _is_connection_error(error: Exception) -> bool:
 
 def _is_data_error(error: Exception) -> bool:
     return isinstance(error, (sqlite3.Error, *_psycopg_errors()[1]))
+
+
+# -- members described by a configuration file (see federation.interfaces.AdapterFactory) --
+
+
+def table_from_options(options: Options) -> Table:
+    """The :class:`Table` the options ``table``, ``class``, ``key``, ``columns``,
+    ``refs``, ``kind`` and ``key_attribute`` describe."""
+    table = options.text("table")
+    klass = options.klass("class")
+    settings = {"key": options.text("key", "id"), "columns": options.text_table("columns"),
+                "refs": options.text_table("refs"), "kind": options.text("kind", "integer"),
+                "key_attribute": options.text("key_attribute", None)}
+    try:
+        return Table(table, klass, **settings)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"Member {shorten(options.member)}: {error}") from error
+
+
+def sqlite_from_options(member: str, options: dict[str, Any]) -> SqlDatabase:
+    """A SQLite member from configuration options: ``path`` (the database file,
+    relative to the configuration file), ``timeout``, ``batch_size`` and the
+    table's (:func:`table_from_options`)."""
+    settings = Options(member, options)
+    path = settings.path("path")
+    timeout = settings.number("timeout", float, 30.0, 0)
+    batch_size = settings.number("batch_size", int, 100, 1)
+    table = table_from_options(settings)
+    settings.done()
+    return sqlite(member, path, table, batch_size=batch_size, timeout=timeout)
+
+
+sqlite_from_options.path_options = ("path",)  # type: ignore[attr-defined]
+
+
+def postgresql_from_options(member: str, options: dict[str, Any]) -> SqlDatabase:
+    """A PostgreSQL member from configuration options: ``conninfo`` (a libpq
+    connection string or URI), ``password_env`` (the environment variable
+    holding the password), ``batch_size`` and the table's
+    (:func:`table_from_options`)."""
+    settings = Options(member, options)
+    conninfo = settings.text("conninfo")
+    password = settings.password()
+    batch_size = settings.number("batch_size", int, 100, 1)
+    table = table_from_options(settings)
+    settings.done()
+    if password is not None:
+        from psycopg.conninfo import make_conninfo
+
+        try:
+            conninfo = make_conninfo(conninfo, password=password)
+        except Exception as error:  # psycopg.ProgrammingError: not a connection string
+            raise ConfigurationError(
+                f"Member {shorten(member)}: the option 'conninfo' is not a libpq connection "
+                f"string: {describe(_Scrubbed(error, (password,)))}."
+            ) from None
+    return postgresql(member, conninfo, table, batch_size=batch_size)

@@ -10,6 +10,8 @@
     transaction.commit()
 """
 
+from federation.config import open_config, read_config
+from federation.databases import manager_of
 from federation.errors import (
     AmbiguousPlacement,
     CollectionRefused,
@@ -25,11 +27,12 @@ from federation.errors import (
     MemberOpenError,
     MemberUnavailable,
     MigrationError,
+    NoZodbDatabase,
     ReadOnlyMember,
     UnknownKind,
     UnknownMember,
 )
-from federation.federation import Federation, open, open_config
+from federation.federation import Federation, open
 from federation.manager import Manager, StubInfo
 from federation.ref import Ref
 from federation.split import Split, SplitObject
@@ -51,6 +54,7 @@ __all__ = [
     "MemberOpenError",
     "MemberUnavailable",
     "MigrationError",
+    "NoZodbDatabase",
     "ReadOnlyMember",
     "Ref",
     "Split",
@@ -58,6 +62,8 @@ __all__ = [
     "StubInfo",
     "UnknownKind",
     "UnknownMember",
+    "manager_of",
     "open",
     "open_config",
+    "read_config",
 ]

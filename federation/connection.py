@@ -140,6 +140,18 @@ class FederatedReader(ObjectReader):
             return self._conn._resolve_stub(oid)
         return super().load_persistent(oid, klass)
 
+    def load_oid(self, oid: bytes) -> Any:
+        """A reference without its class: the target when it names a stub.
+
+        ZODB writes a reference to an object whose class it cannot import as
+        a bare oid, so a process without ``federation`` importable that
+        rewrites a referrer leaves its stub references in that form.
+        """
+        obj = super().load_oid(oid)
+        if isinstance(obj, Stub):
+            return self._conn._resolve_stub(obj._p_oid)
+        return obj
+
     # ZODB's native multi-database references (see federation.native): through the
     # manager, to the member of that database name; ZODB's own way without a manager.
 
@@ -389,12 +401,22 @@ class FederatedConnection(Connection):
         if not watch.isdisjoint(oids):
             self._zfed_generation_changed()
             return
+        # What a changed record told us, by the oid it names.  A stub or an
+        # object can change without a generation bump when another process
+        # undoes the transaction that made it: its index entries are gone too.
+        oids = oids if isinstance(oids, (set, frozenset)) else set(oids)
         resolved = self._zfed_resolved
-        if resolved:
-            pop = resolved.pop
-            for oid in oids:
-                if pop(oid, None) is not None:  # a stub we resolved was rewritten (or undone)
-                    self._zfed_stub_of_target.clear()
+        for oid in oids.intersection(resolved) if resolved else ():
+            del resolved[oid]  # a stub we resolved was rewritten (or undone)
+        stubs = self._zfed_stub_of_target
+        if stubs and not oids.isdisjoint(stubs.values()):
+            stubs.clear()  # a stub we name was rewritten (or undone)
+        targets = self._zfed_uuid_targets
+        for uuid in [uuid for uuid, (oid, _) in targets.items() if oid in oids]:
+            del targets[uuid]
+        checked = self._zfed_uuid_checked
+        for number in [number for number, oid in checked.items() if oid in oids]:
+            del checked[number]
 
     def _zfed_generation_changed(self) -> None:
         """Existing index entries changed (or may have): drop everything derived from them."""
@@ -800,6 +822,29 @@ class FederatedConnection(Connection):
         if manager is not None and self._zfed_placeholders:
             self._zfed_placeholders = False
             self.cacheMinimize()
+
+    # -- the ZODB connection API, within a manager (see federation.databases) ----
+
+    def get_connection(self, database_name: str) -> Any:
+        """``Connection.get_connection``: in a manager, its connection of that member
+        (a database name of native references names its member; see federation.native)."""
+        manager = self._zfed_manager
+        if manager is None:
+            return super().get_connection(database_name)
+        names = manager.federation.native_names
+        return manager.connection(names.get(database_name, database_name))
+
+    def close(self, primary: bool = True) -> None:
+        """``Connection.close``; in a manager, one handle goes back to it.
+
+        See :meth:`federation.manager.Manager.close_connection`; the manager
+        itself closes its connections with ``primary=False``.
+        """
+        manager = self._zfed_manager
+        if primary and manager is not None:
+            manager.close_connection(self)
+        else:
+            super().close(primary)
 
     def _register(self, obj: Any = None) -> None:
         manager = self._zfed_manager

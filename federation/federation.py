@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -16,10 +14,11 @@ from ZODB.DB import DB
 from ZODB.interfaces import IStorage
 
 from federation import check as checking
-from federation import gc, migrate, native, recovery, resolvers
+from federation import gc, migrate, native, plugins, recovery, resolvers
 from federation.adapters.zodb import ZODB_KINDS, ZodbMember
 from federation.connection import FederatedConnection
 from federation.coordinator import Coordinator
+from federation.databases import Databases
 from federation.errors import (
     ConfigurationError,
     FederationError,
@@ -32,31 +31,30 @@ from federation.errors import (
 )
 from federation.foreign import ForeignMember
 from federation.interfaces import Adapter
-from federation.manager import Manager, default_transaction_manager
+from federation.manager import Manager, thread_transaction_manager
 from federation.ref import check_member_name
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 
 class Federation:
     """Several databases used as one graph of persistent objects.
 
     ``members`` maps member names to sources: a zodburi URI, a storage, a
-    ``ZODB.DB``, or a mapping with ``source`` (or ``uri``) and optional
-    ``key`` (``integer`` or ``uuid``), ``read_only``, ``create`` (true by
-    default; when false, a ``file://`` member whose file does not exist is
-    an error) and ``database_name`` (what native multi-database
-    references call the member's database; :mod:`federation.native`).
-    ``placement`` maps classes (or dotted class names) to the member their
-    new instances go to.
+    ``ZODB.DB``, an adapter factory (a foreign member), or a mapping with
+    ``source`` (or ``uri``) and optional ``key`` (``integer`` or ``uuid``),
+    ``read_only``, ``create`` (true by default; when false, a ``file://``
+    member whose file does not exist is an error) and ``database_name``
+    (what native multi-database references call the member's database;
+    :mod:`federation.native`); or, for a
+    foreign member, a mapping with ``adapter`` (a factory, or the name of
+    one with its ``options``: see :mod:`federation.plugins`) and
+    ``read_only``.  ``placement`` maps classes (or dotted class names) to the
+    member their new instances go to.
     """
 
     def __init__(self, members: Mapping[str, Any], *,
                  placement: Mapping[type | str, str] | None = None,
                  recover: bool = True) -> None:
+        self._closed = False
         if not isinstance(members, Mapping) or not members:
             raise ConfigurationError(
                 f"A federation needs a mapping of one or more members, not {shorten(members)}."
@@ -88,6 +86,11 @@ class Federation:
         self.recovery = recovery.RecoveryReport()
         if recover:
             self._recover()
+        self.databases = Databases(self)
+        """Each ZODB member as a ``ZODB.DB``, for code that calls ``db.open()``.
+
+        See :class:`federation.interfaces.Database` and :mod:`federation.databases`.
+        """
 
     def _recover(self) -> None:
         """Settle what a crash left half-done, before any manager is handed out."""
@@ -213,10 +216,12 @@ class Federation:
         return member
 
     def open(self, transaction_manager: Any = None) -> Manager:
-        """Open a :class:`Manager` joined to ``transaction_manager`` (the thread's by default)."""
-        tm = transaction_manager if transaction_manager is not None else (
-            default_transaction_manager()
-        )
+        """Open a :class:`Manager` joined to ``transaction_manager``.
+
+        The thread's by default, and for ``transaction.manager``, which
+        stands for each thread's own.
+        """
+        tm = thread_transaction_manager(transaction_manager)
         names = {member.name for member in self.members.values() if member.available}
         jars = self._idle.pop() if self._idle else {}
         try:
@@ -264,8 +269,14 @@ class Federation:
         # Member connections are kept together: their caches refer to each other.
         self._idle.append(jars)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._closed
+
     def close(self) -> None:
         """Close every member database the federation opened."""
+        self._closed = True
         self._idle = []
         recovery.delete_finished(self)
         for member in self.members.values():
@@ -300,12 +311,20 @@ def _member_of(name: str, spec: Any) -> ZodbMember | ForeignMember:
         read_only = _setting(name, options, "read_only", bool, False)
         if "adapter" in options:
             factory = options.pop("adapter")
-            if not callable(factory):
-                raise ConfigurationError(
-                    f"Member {name!r}: the setting 'adapter' must be an adapter factory, not "
-                    f"{shorten(factory)}."
-                )
+            adapter_options = options.pop("options", None)
             _no_more(name, options)
+            if isinstance(factory, str):  # named in a configuration: see federation.plugins
+                factory = plugins.configured(name, factory, adapter_options)
+            elif not callable(factory):
+                raise ConfigurationError(
+                    f"Member {name!r}: the setting 'adapter' must be an adapter factory or "
+                    f"the name of one, not {shorten(factory)}."
+                )
+            elif adapter_options is not None:
+                raise ConfigurationError(
+                    f"Member {name!r}: the setting 'options' goes with an adapter named by "
+                    "text; call the adapter factory with its options instead."
+                )
             return ForeignMember(name, _checked_factory(name, factory), read_only=read_only)
         source = options.pop("source", None)
         uri = options.pop("uri", None)
@@ -382,93 +401,3 @@ def open(members: Mapping[str, Any], *,
     settled safely raise :class:`~federation.InDoubtTransactions`.
     """
     return Federation(members, placement=placement, recover=recover)
-
-
-def open_config(path: str | Path, *, recover: bool = True) -> Federation:
-    """Open the federation a TOML file describes.
-
-    ::
-
-        [members.main]
-        uri = "file:///srv/main.fs"
-
-        [members.people]
-        uri = "zeo://127.0.0.1:8100"
-        key = "uuid"
-        read_only = true
-
-        [placement]
-        "myapp.notes.Note" = "main"
-
-    Relative ``file://`` paths are not supported by zodburi; use absolute
-    URIs, or ``path = "main.fs"``, which is taken relative to the file.
-
-    A ``path`` or ``file://`` member whose file does not exist is a
-    :class:`ConfigurationError` (a typo must not create an empty member),
-    unless its table says ``create = true``.
-    """
-    members, placement = read_config(path)
-    return Federation(members, placement=placement, recover=recover)
-
-
-def read_config(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """The member tables and the placement of a configuration file (see :func:`open_config`).
-
-    Each ``path`` is turned into an absolute ``file://`` ``uri``, and
-    ``create`` is made explicit; nothing is opened.
-    """
-    if not isinstance(path, (str, os.PathLike)):
-        raise ConfigurationError(f"{shorten(path)} is not the path of a configuration file.")
-    path = Path(path)
-    where = shorten(str(path))
-    try:
-        with path.open("rb") as stream:
-            config = tomllib.load(stream)
-    except (OSError, ValueError) as error:  # TOMLDecodeError and UnicodeDecodeError included
-        raise ConfigurationError(
-            f"Cannot read federation configuration {where}: {describe(error)}."
-        ) from error
-    except RecursionError:  # tomllib recurses once per level of nested arrays and tables
-        raise ConfigurationError(
-            f"Cannot read federation configuration {where}: it nests arrays or tables too "
-            "deeply."
-        ) from None
-    members = config.get("members")
-    if not isinstance(members, dict) or not members:
-        raise ConfigurationError(f"{where} has no [members.NAME] tables.")
-    placement = config.get("placement")
-    if placement is not None and not isinstance(placement, dict):
-        raise ConfigurationError(f"{where}: [placement] must be a table of class = member.")
-    specs = {}
-    for name, table in members.items():
-        if not isinstance(table, dict):
-            raise ConfigurationError(
-                f"{where}: members.{shorten(name)} must be a table of settings, not "
-                f"{shorten(table)}."
-            )
-        table = dict(table)
-        relative = table.pop("path", None)
-        if relative is not None:
-            table["uri"] = _path_uri(name, path, relative, "uri" in table)
-        if "adapter" not in table:
-            table.setdefault("create", False)
-        specs[name] = table
-    return specs, config.get("placement") or {}
-
-
-def _path_uri(name: str, config: Path, relative: Any, has_uri: bool) -> str:
-    """The ``file://`` URI of a member's ``path`` setting, relative to the configuration."""
-    if has_uri:
-        raise ConfigurationError(f"Member {shorten(name)} has both 'path' and 'uri'; keep one.")
-    if not isinstance(relative, str) or not relative:
-        raise ConfigurationError(
-            f"Member {shorten(name)}: the setting 'path' must be a non-empty string, not "
-            f"{shorten(relative)}."
-        )
-    try:
-        return (config.parent / relative).resolve().as_uri()
-    except (OSError, ValueError) as error:
-        raise ConfigurationError(
-            f"Member {shorten(name)}: the path {shorten(relative)} is not usable: "
-            f"{describe(error)}."
-        ) from error

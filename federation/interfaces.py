@@ -5,7 +5,7 @@ The prose lives here; implementations say "See :class:`KeyKind`".
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -134,6 +134,48 @@ class Adapter(Protocol):
     def finish_prepared(self, xid: str, commit: bool) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class AdapterFactory(Protocol):
+    """How a configuration file makes a foreign member: the callable its ``adapter`` names.
+
+    A member table such as ::
+
+        [members.readers]
+        adapter = "sqlite"             # an entry point, or "package.module:callable"
+        [members.readers.options]
+        path = "readers.sqlite"
+        table = "reader"
+
+    is opened by calling the factory the ``adapter`` setting names (see
+    :mod:`federation.plugins`) as ``factory(member, options)``:
+
+    - ``member`` is the member's name (for messages);
+    - ``options`` is a plain dict of the options table: TOML values, or,
+      from a ZConfig file, text (a repeated key is a list of texts, a
+      ``<mapping NAME>`` sub-section a dict).  Options the factory lists in
+      its optional ``path_options`` attribute have already been made
+      absolute against the configuration file's directory;
+    - it returns a zero-argument callable that opens one adapter session
+      (an :class:`Adapter`) per call, such as
+      :class:`federation.adapters.sql.SqlDatabase` or
+      :class:`federation.adapters.ldap.Directory`;
+    - bad options raise :class:`federation.ConfigurationError`, one
+      sentence naming the member and the option
+      (:class:`federation.options.Options` does the checking); the factory
+      neither connects nor writes, and never puts a password in a message;
+      a password comes from the environment (``password_env``), not from
+      the file.
+
+    The built-in factories are registered in the entry point group
+    ``zodb_federation.adapters``: ``sqlite``, ``postgresql``
+    (:func:`federation.adapters.sql.sqlite_from_options`,
+    :func:`~federation.adapters.sql.postgresql_from_options`) and ``ldap``
+    (:func:`federation.adapters.ldap.directory_from_options`).
+    """
+
+    def __call__(self, member: str, options: dict[str, Any]) -> Callable[[], Adapter]: ...
 
 
 @runtime_checkable
@@ -347,7 +389,10 @@ class JarManager(Protocol):
     - ``stable_id_of_target`` and ``retarget_stubs`` let a foreign jar follow
       a renamed record and rewrite the stubs that name it;
     - ``forget_resolutions`` makes every jar drop its stub resolutions (a
-      member's indexes changed).
+      member's indexes changed);
+    - ``connection(member)`` is what a ZODB connection's ``get_connection``
+      returns, and ``close_connection(jar)`` what its ``close()`` does: one
+      handle handed out by ``DB.open()`` goes back (see :class:`Database`).
     """
 
     federation: FederationView
@@ -377,3 +422,69 @@ class JarManager(Protocol):
     def retarget_stubs(self, member: Any, old: bytes, new: bytes) -> None: ...
 
     def forget_resolutions(self) -> None: ...
+
+    def connection(self, member: str) -> Any: ...
+
+    def close_connection(self, jar: Any) -> None: ...
+
+
+@runtime_checkable
+class Database(Protocol):
+    """A ZODB member as a ``ZODB.DB``, for applications that call ``db.open()``.
+
+    ``Federation.databases`` maps each ZODB member's name to one
+    (:class:`federation.databases.FederatedDatabase`).  They make the
+    federation look like a native multi-database to code that only knows
+    ``ZODB.DB`` (Zope, pyramid_zodbconn, scripts):
+
+    - ``open(transaction_manager=None)`` returns the member's connection
+      of *the* manager of that transaction manager (the thread's by
+      default): every database opened on one transaction manager hands out
+      connections of one manager, so an object reached through two of them
+      is one object, and ``transaction.commit()`` is one two-phase commit
+      over them.  The manager is opened by the first ``open()`` and each
+      ``open()`` is one handle: ``conn.close()`` gives one back, and the
+      last one closes the manager (its connections go back to the
+      federation's pool, to be reused with their caches).  A second
+      ``open()`` of a member on the same transaction manager returns the
+      same connection.  ``at`` and ``before`` (historical connections) are
+      refused.
+    - On such a connection, ``get_connection(name)`` is the manager's
+      connection of member ``name`` (no new handle), ``root()`` is the
+      member's root, and closing it with changes in the current
+      transaction is refused, as in ZODB.  Close each connection once per
+      ``open()``: a closed one may already serve another manager.
+      ``conn.db()`` stays the member's own ``ZODB.DB`` (ZODB's writer reads
+      it); connections it opens have no manager.
+    - ``transaction(note=None)`` is ``DB.transaction``: a context manager
+      that opens a connection on a transaction manager of its own, commits
+      on success (aborts on an error) and closes.
+    - ``database_name`` is the member's name; ``databases`` the mapping of
+      every member's database; ``storage`` the member's storage (writing to
+      it directly bypasses the federation).
+    - ``pack(t=None, days=0)`` packs *the federation* (``Federation.pack``):
+      a member packed alone would lose the objects that only other members
+      reference.  ``close()`` closes the federation, every member with it;
+      closing a closed one does nothing.
+
+    A member that cannot be reached, a foreign member (it has no ZODB
+    database) and a closed federation each raise a
+    :class:`federation.FederationError` saying so.
+    """
+
+    database_name: str
+
+    @property
+    def databases(self) -> Any: ...
+
+    @property
+    def storage(self) -> Any: ...
+
+    def open(self, transaction_manager: Any = None, at: Any = None,
+             before: Any = None) -> Any: ...
+
+    def transaction(self, note: str | None = None) -> Any: ...
+
+    def pack(self, t: float | None = None, days: float = 0.0) -> Any: ...
+
+    def close(self) -> None: ...

@@ -37,6 +37,7 @@ collector (:mod:`federation.gc`) chooses the pack time so that none matters.
 from __future__ import annotations
 
 import contextlib
+import functools
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ from federation.errors import (
     MemberUnavailable,
 )
 from federation.interfaces import ReferenceHolder
-from federation.records import index_records, is_stub, stub_data
+from federation.records import index_records, is_stub, listed_records, stub_data
 from federation.ref import Ref
 
 #: Pending marks are kept per member as pairs of unsigned 64-bit numbers in an
@@ -486,13 +487,9 @@ class Marker:
             return
         marks, limit = self.marks[name], view.scanned
         kept = index_records(storage, view.skip)
-        cursor = None
-        while True:
-            oid, tid, _data, cursor = self._call(view, iternext, cursor)
+        for oid, tid, _record in listed_records(functools.partial(self._call, view, iternext)):
             if tid <= limit and u64(oid) not in marks and oid not in kept:
                 yield oid, tid
-            if cursor is None:
-                return
 
 
 def _refused(name: str, error: BaseException | None) -> CollectionRefused:
