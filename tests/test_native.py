@@ -130,6 +130,9 @@ def test_database_name_setting_maps_a_renamed_member(written: Path):
                "archive": {"uri": f"file://{written / 'other.fs'}", "database_name": "other"}}
     with federation.open(members) as fed, fed.open(transaction.TransactionManager()) as conn:
         assert conn.root("site")["link"] is conn.root("archive")["target"]
+        site = conn.jar("site")  # the application's get_connection names databases too
+        assert site.get_connection("other") is site.get_connection("archive") is conn.jar(
+            "archive")
 
 
 def test_two_members_with_one_database_name_are_refused(written: Path):
