@@ -60,13 +60,16 @@ class ZodbMember:
     references survive export/import).  A ``read_only`` member refuses
     changes before anything is written.
 
+    ``database_name`` is the name ZODB's native multi-database references
+    (``['m', (database_name, oid, class)]``) give this member's database.
+
     A member whose storage cannot be reached when the federation opens is
     kept, unavailable: the other members work, and using this one raises
     :class:`federation.MemberUnavailable`.
     """
 
     def __init__(self, name: str, source: Any, *, kind: str = "integer",
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, database_name: str | None = None) -> None:
         if kind not in ZODB_KINDS:
             raise ConfigurationError(
                 f"Member {name!r}: a ZODB member is referred to by {' or '.join(ZODB_KINDS)} "
@@ -74,6 +77,10 @@ class ZodbMember:
             )
         self.name = name
         self.kind = kind
+        #: What ZODB's native multi-database references call this member's database
+        #: (``federation.native``): the setting, else an adopted ``ZODB.DB``'s own
+        #: ``database_name``, else a URI's ``database_name``, else the member name.
+        self.database_name = database_name or _database_name(source) or name
         self.lookup_kinds: frozenset[str] = frozenset()  # ZODB members know only their own kind
         self.read_only = read_only
         self.writable = False  # may get a catalog (see _setup_catalog)
@@ -157,7 +164,7 @@ class ZodbMember:
     def _db_on(self, storage: Any, dbkw: dict[str, Any], where: str) -> DB:
         try:
             self._fresh = storage.lastTransaction() == z64
-            return FederatedDB(storage, self, database_name=self.name, **dbkw)
+            return FederatedDB(storage, self, database_name=self.database_name, **dbkw)
         except BaseException as error:
             storage.close()
             if isinstance(error, (*UNREACHABLE_ERRORS, FederationError)) or not isinstance(
@@ -246,6 +253,15 @@ class ZodbMember:
                 if not isinstance(item[1], FederatedConnection)
             ]
         self.db = None
+
+
+def _database_name(source: Any) -> str | None:
+    """The database name a ``ZODB.DB`` or a zodburi URI (``?database_name=``) gives."""
+    if isinstance(source, DB):
+        return source.database_name
+    if isinstance(source, str):
+        return dict(parse_qsl(urlsplit(source).query)).get("database_name") or None
+    return None
 
 
 def _release_half_open(traceback: TracebackType | None) -> None:

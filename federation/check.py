@@ -6,8 +6,10 @@ member, then reports, per member, findings of these kinds (:data:`KINDS`):
 
 ``dangling``
     A reference whose target does not exist: a record naming a missing
-    record, a stub naming a missing object (removed by a pack that did not
-    know the federation) or a member that is not in the federation.
+    record, a stub or a native multi-database reference
+    (:mod:`federation.native`) naming a missing object (removed by a pack
+    that did not know the federation), or a member or database that is not
+    in the federation.
 ``foreign-ref``
     A foreign record whose ``Ref`` text names nothing (bad text, an unknown
     member, a missing object).

@@ -77,7 +77,7 @@ from federation.errors import (
 from federation.records import is_stub, stub_data
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from federation.interfaces import JarManager
 
@@ -115,14 +115,15 @@ class Unreachable:
 
     Referrers still load; touching the placeholder raises the error that
     explains why (``MemberUnavailable`` or ``DanglingStub``).  Saving a
-    referrer keeps the original stub reference.
+    referrer keeps the original stub reference (or native reference).
     """
 
-    __slots__ = ("error", "stub_oid")
+    __slots__ = ("error", "reference", "stub_oid")
 
-    def __init__(self, stub_oid: bytes, error: FederationError) -> None:
+    def __init__(self, stub_oid: bytes, error: FederationError, reference: Any = None) -> None:
         self.stub_oid = stub_oid
         self.error = error
+        self.reference = reference  # a native reference: written back as it was read
 
     def __getattr__(self, name: str) -> Any:
         raise self.error
@@ -150,6 +151,33 @@ class FederatedReader(ObjectReader):
         if isinstance(obj, Stub):
             return self._conn._resolve_stub(obj._p_oid)
         return obj
+
+    # ZODB's native multi-database references (see federation.native): through the
+    # manager, to the member of that database name; ZODB's own way without a manager.
+
+    def load_multi_persistent(self, database_name: str, oid: bytes, klass: Any) -> Any:
+        return self._conn._native_target(["m", (database_name, oid, klass)])
+
+    def load_multi_oid(self, database_name: str, oid: bytes) -> Any:
+        return self._conn._native_target(["n", (database_name, oid)])
+
+    loaders = {**ObjectReader.loaders, "m": load_multi_persistent, "n": load_multi_oid}
+
+    def load_persistent_weakref(self, oid: bytes, database_name: str | None = None) -> Any:
+        if database_name is None:
+            return super().load_persistent_weakref(oid)
+        if self._conn._zfed_manager is None:
+            self._conn._zfed_placeholders = True  # read again when a manager attaches
+            return super().load_persistent_weakref(oid, database_name)
+        ref = WeakRef.__new__(WeakRef)
+        ref.oid = oid.encode("ascii") if isinstance(oid, str) else oid
+        ref.database_name = database_name
+        jar = self._conn._native_jar(database_name)
+        if not isinstance(jar, Unreachable):
+            ref.dm = jar  # else, as ZODB does for an unknown database: the target is gone
+        return ref
+
+    loaders["w"] = load_persistent_weakref
 
     def setGhostState(self, obj: Any, pickle: bytes) -> None:
         """``ObjectReader.setGhostState``, checking the ghost's class against the record's.
@@ -216,7 +244,12 @@ class FederatedWriter(ObjectWriter):
                         "a placement rule."
                     )
                 return self._stub_reference(obj, jar)
+        elif isinstance(obj, WeakRef) and not hasattr(obj, "dm"):
+            # A weak reference to a database that is no member, read and written back.
+            return ["w", (binary(obj.oid), obj.database_name)]
         elif isinstance(obj, Unreachable):
+            if obj.reference is not None:
+                return obj.reference
             return binary(obj.stub_oid), Stub
         return super().persistent_id(obj)
 
@@ -299,6 +332,7 @@ class FederatedConnection(Connection):
         self._zfed_resolved: dict[bytes, tuple[Any, bytes, type]] = {}
         # Stub oid -> (old target key, new target key, new key): renames to write on commit.
         self._zfed_retargets: dict[bytes, tuple[bytes, bytes, bytes]] = {}
+        self._zfed_rewritten: list[bytes] = []  # records rewrite_record stored
         self._zfed_reset_pending()
 
     # -- pending work of the current transaction ----------------------------
@@ -433,6 +467,8 @@ class FederatedConnection(Connection):
         self._zfed_ops_version = 0  # bumped by index_later
         self._zfed_applied = 0  # the version apply_index_ops wrote
         self._zfed_reapply = False  # True once it wrote in this commit
+        # Records to rewrite at commit (rewrite_record): oid -> (record, serial, rewrite).
+        self._zfed_rewrites: dict[bytes, tuple[bytes, bytes, Callable[[bytes], Any]]] = {}
 
     def _catalog(self) -> Catalog | None:
         catalog = self._zfed_catalog_obj
@@ -686,6 +722,37 @@ class FederatedConnection(Connection):
             self._importDuringCommit(transaction, *self._import)
             self._import = None
         self._store_registered(transaction, 0)
+        if self._zfed_rewrites:
+            self._store_rewrites(transaction)
+
+    def rewrite_record(self, oid: bytes, rewrite: Callable[[bytes], bytes | None]) -> None:
+        """Store ``rewrite(record)`` as the new revision of record ``oid`` when this commits.
+
+        ``record`` is the revision this transaction sees (a change by
+        another transaction since is a ``ConflictError`` at commit);
+        ``rewrite`` runs while this member's objects are stored, so it may
+        call :meth:`stub_reference`, and returns None to leave the record as
+        it is.  Used by ``zfed migrate`` (:mod:`federation.migrate`).
+        """
+        self._require_catalog("rewrite records")  # before anything is stored
+        data, serial = self._storage.load(oid)
+        self._zfed_rewrites[oid] = (data, serial, rewrite)
+        self._register()
+
+    def stub_reference(self, obj: Persistent) -> tuple[Any, type]:
+        """The ``(stub oid, Stub)`` reference to ``obj``, another member's object,
+        making the stub if there is none (from a :meth:`rewrite_record` function)."""
+        writer = FederatedWriter()
+        writer._jar = self
+        return writer._stub_reference(obj, obj._p_jar)
+
+    def _store_rewrites(self, transaction: Any) -> None:
+        for oid, (data, serial, rewrite) in self._zfed_rewrites.items():
+            new = rewrite(data)
+            if new is not None:
+                self._storage.store(oid, serial, new, "", transaction)
+                self._zfed_rewritten.append(oid)
+        self._zfed_rewrites = {}
 
     def _store_stub(self, oid: bytes, state: bytes | tuple[bytes, str]) -> None:
         """Store a new stub record while this member's objects are being stored.
@@ -759,11 +826,13 @@ class FederatedConnection(Connection):
     # -- the ZODB connection API, within a manager (see federation.databases) ----
 
     def get_connection(self, database_name: str) -> Any:
-        """``Connection.get_connection``: in a manager, its connection of that member."""
+        """``Connection.get_connection``: in a manager, its connection of that member
+        (a database name of native references names its member; see federation.native)."""
         manager = self._zfed_manager
         if manager is None:
             return super().get_connection(database_name)
-        return manager.connection(database_name)
+        names = manager.federation.native_names
+        return manager.connection(names.get(database_name, database_name))
 
     def close(self, primary: bool = True) -> None:
         """``Connection.close``; in a manager, one handle goes back to it.
@@ -827,7 +896,7 @@ class FederatedConnection(Connection):
         if not self._zfed_collected:
             self._zfed_collected = True
             if not (self._registered_objects or self._savepoint_storage is not None
-                    or self._readCurrent or self._import):
+                    or self._readCurrent or self._import or self._zfed_rewrites):
                 return False
             self._check_writable()
             Connection.commit(self, transaction)
@@ -854,7 +923,12 @@ class FederatedConnection(Connection):
                 obj for obj in stored
                 if isinstance(obj, (Catalog, *_BTREES_TYPES)) and obj._p_changed])
         else:
-            self._store_registered(meta, self._zfed_mark)
+            # Index records made by this transaction (a catalog created during
+            # this commit) were stored before the entries were applied: again.
+            creating = self._creating
+            self._store_registered(meta, self._zfed_mark, [
+                obj for obj in self._registered_objects[self._zfed_mark:]
+                if obj._p_oid in creating and isinstance(obj, (Catalog, *_BTREES_TYPES))])
         return True
 
     def has_writes(self) -> bool:
@@ -902,6 +976,8 @@ class FederatedConnection(Connection):
             super().tpc_finish(transaction)
         else:
             self._tpc_cleanup()
+        self._cache.invalidate(self._zfed_rewritten)  # objects read before their rewrite
+        self._zfed_rewritten = []
         for (index, key), value in self._zfed_index_ops.items():
             if value is None:
                 continue
@@ -972,6 +1048,53 @@ class FederatedConnection(Connection):
 
 
     # -- reading ------------------------------------------------------------
+
+    def _native_jar(self, database_name: str) -> Any:
+        """The jar, in this connection's manager, of the member called ``database_name``
+        by native references (see :mod:`federation.native`); else an ``Unreachable``."""
+        manager = self._zfed_manager
+        assert manager is not None
+        name = manager.federation.native_names.get(database_name)
+        if name is None:
+            return Unreachable(z64, DanglingStub(
+                f"Member {self._zfed_member.name!r} holds a native reference to database "
+                f"{shorten(database_name)}, which no member of this federation is (a member's "
+                "'database_name' setting names it)."
+            ))
+        try:
+            return manager.jar(name)
+        except MemberUnavailable as error:
+            return Unreachable(z64, error)
+
+    def _native_target(self, pid: list[Any]) -> Any:
+        """The object a native ``['m', ...]`` or ``['n', ...]`` reference names.
+
+        In a federation: the object of the member of that database name, in
+        this manager (one object per target, one transaction); an
+        ``Unreachable`` placeholder, which writes the reference back as it
+        was, for a database that is no member or a member that is unavailable.
+        Without a manager: ZODB's own multi-database loading when the
+        database's ``databases`` mapping has that name, else a placeholder.
+        """
+        form, (database_name, oid, *klass) = pid
+        oid = oid.encode("ascii") if isinstance(oid, str) else oid
+        if self._zfed_manager is None:
+            self._zfed_placeholders = True  # dropped when a manager attaches
+            if database_name in self._db.databases:
+                return ObjectReader.loaders[form](self._reader, database_name, oid, *klass)
+            return Unreachable(oid, MemberUnavailable(
+                database_name, u64(oid),
+                FederationError("the connection is not in a federation")), pid)
+        jar = self._native_jar(database_name)
+        if isinstance(jar, Unreachable):
+            jar.stub_oid, jar.reference = oid, pid
+            return jar
+        if klass:
+            return jar.ghost(oid, klass[0])
+        try:
+            return jar.get(oid)
+        except POSKeyError:
+            return Unreachable(oid, ObjectMissing(jar.member_name, oid), pid)
 
     def _resolve_stub(self, stub_oid: bytes) -> Any:
         """The target of the stub ``stub_oid`` (a ghost, or an ``Unreachable``)."""

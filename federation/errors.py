@@ -149,6 +149,11 @@ class ReadOnlyMember(FederationError):
     """A change was made to an object of a member opened read-only."""
 
 
+class MigrationError(FederationError):
+    """``zfed migrate`` cannot rewrite a member's records (a bad batch size, a
+    read-only member, a record whose pickle cannot be rebuilt)."""
+
+
 class CommitFenced(FederationError, TransientError):
     """Recovery in another process settled a transaction before this one could commit it."""
 

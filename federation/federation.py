@@ -14,7 +14,7 @@ from ZODB.DB import DB
 from ZODB.interfaces import IStorage
 
 from federation import check as checking
-from federation import gc, plugins, recovery, resolvers
+from federation import gc, migrate, native, plugins, recovery, resolvers
 from federation.adapters.zodb import ZODB_KINDS, ZodbMember
 from federation.connection import FederatedConnection
 from federation.coordinator import Coordinator
@@ -41,8 +41,10 @@ class Federation:
     ``members`` maps member names to sources: a zodburi URI, a storage, a
     ``ZODB.DB``, an adapter factory (a foreign member), or a mapping with
     ``source`` (or ``uri``) and optional ``key`` (``integer`` or ``uuid``),
-    ``read_only`` and ``create`` (true by default; when false, a
-    ``file://`` member whose file does not exist is an error); or, for a
+    ``read_only``, ``create`` (true by default; when false, a ``file://``
+    member whose file does not exist is an error) and ``database_name``
+    (what native multi-database references call the member's database;
+    :mod:`federation.native`); or, for a
     foreign member, a mapping with ``adapter`` (a factory, or the name of
     one with its ``options``: see :mod:`federation.plugins`) and
     ``read_only``.  ``placement`` maps classes (or dotted class names) to the
@@ -73,6 +75,7 @@ class Federation:
                 check_member_name(name)
                 self.members[name] = _make_member(name, spec)
             self.members_by_id = self._index_members()
+            self.native_names = native.database_names(self.members)
             for cls, member in (placement or {}).items():
                 self._add_placement(cls, member)
         except BaseException:
@@ -252,6 +255,16 @@ class Federation:
         """Read every member and report inconsistencies. See :func:`federation.check.check`."""
         return checking.check(self, exclude=exclude, repair=repair, progress=progress)
 
+    def migrate(self, *, to_native: bool = False, batch: int = migrate.BATCH,
+                dry_run: bool = False, members: Iterable[str] | None = None,
+                progress: gc.Progress | None = None) -> migrate.MigrationReport:
+        """Rewrite native multi-database references into stubs (or, ``to_native``, back).
+
+        See :func:`federation.migrate.migrate`.
+        """
+        return migrate.migrate(self, to_native=to_native, batch=batch, dry_run=dry_run,
+                               members=members, progress=progress)
+
     def release(self, jars: dict[str, FederatedConnection]) -> None:
         # Member connections are kept together: their caches refer to each other.
         self._idle.append(jars)
@@ -322,11 +335,13 @@ def _member_of(name: str, spec: Any) -> ZodbMember | ForeignMember:
             raise ConfigurationError(f"Member {name!r} has no 'uri' or 'source'.")
         kind = _setting(name, options, "key", str, "integer")
         create = _setting(name, options, "create", bool, True)
+        database_name = _setting(name, options, "database_name", str, "") or None
         _no_more(name, options)
         resolvers.get(kind)
         if (not create or read_only) and kind in ZODB_KINDS:  # ZodbMember reports a bad kind
             _require_file(name, source, read_only)
-        return ZodbMember(name, source, kind=kind, read_only=read_only)
+        return ZodbMember(name, source, kind=kind, read_only=read_only,
+                          database_name=database_name)
     if callable(spec) and not isinstance(spec, (str, DB)) and not IStorage.providedBy(spec):
         return ForeignMember(name, _checked_factory(name, spec))  # an adapter factory
     return ZodbMember(name, spec)

@@ -138,8 +138,10 @@ def _refuse_outsiders(federation: Any, marker: Marker, exclude: Iterable[str]) -
                if name not in excluded}
     if missing:
         [(name, member_id), *_] = sorted(missing.items())
+        what = (f"Live stubs name member {name!r} (id {member_id})" if member_id else
+                f"Live native multi-database references name database {name!r}")
         raise CollectionRefused(
-            f"Live stubs name member {name!r} (id {member_id}), which is not part of this "
+            f"{what}, which is not part of this "
             "federation; it may hold references to the members' objects, so nothing was "
             f"collected. Add it to the configuration, or exclude it explicitly (--exclude "
             f"{name}) only if it holds none."

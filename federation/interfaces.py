@@ -359,6 +359,7 @@ class FederationView(Protocol):
 
     members: dict[str, Any]
     members_by_id: dict[str, Any]
+    native_names: dict[str, str]  # database name of native references -> member name
     placement_targets: frozenset[str]
     journal_queue: Any
 

@@ -3,7 +3,10 @@
 Roots are every ZODB member's root object and every reference that a
 foreign member's record holds (:class:`federation.interfaces.ReferenceHolder`).
 Edges are the references in records (``ZODB.serialize.referencesf``, as
-pack reads them) and, for a stub record, its target in another member.
+pack reads them), ZODB's native multi-database references to the member
+of that database name (:mod:`federation.native`; ``referencesf`` skips
+them, weak ones are not followed) and, for a stub record, its target in
+another member.
 Records are read raw (:mod:`federation.records`): the application's classes
 are never needed.
 
@@ -43,10 +46,9 @@ from typing import Any
 import transaction
 from BTrees.LLBTree import LLTreeSet
 from ZODB.POSException import POSKeyError
-from ZODB.serialize import referencesf
 from ZODB.utils import p64, u64, z64
 
-from federation import journal, resolvers
+from federation import journal, native, resolvers
 from federation.catalog import CATALOG_ATTRIBUTE, decode_entry, journal_items
 from federation.connection import UNREACHABLE_ERRORS
 from federation.errors import (
@@ -130,7 +132,8 @@ class Marker:
     marks: dict[str, LLTreeSet] = field(default_factory=dict)
     cross: dict[str, LLTreeSet] = field(default_factory=dict)
     dangling: list[Dangling] = field(default_factory=list)
-    #: Members that live stubs name and the federation does not have: name -> member id.
+    #: Members that live stubs name and the federation does not have: name -> member id
+    #: ("" for a database that live native references name).
     outsiders: dict[str, str] = field(default_factory=dict)
     foreign_targets: list[ForeignTarget] = field(default_factory=list)
     stubs: dict[str, dict[bytes, bytes]] | None = None  # check: member -> stub oid -> entry
@@ -362,13 +365,34 @@ class Marker:
             return
         marks, todo, skip = self.marks[view.name], self._todo[view.name], view.skip
         holder = u64(oid)
-        for ref in referencesf(record):
+        refs, natives = native.references(record)
+        for ref in refs:
             if ref in skip:
                 continue  # what keep_alive names is live only if the mark finds it again
             number = u64(ref)
             if marks.add(number):
                 todo.append(number)
                 todo.append(holder)
+        for ref in natives:
+            if ref.form != "w":  # weak references keep nothing alive, as in ZODB
+                self._follow_native(view.name, holder, ref)
+
+    def _follow_native(self, source: str, holder: int, ref: native.NativeRef) -> None:
+        """Mark the target of a native multi-database reference held by ``source``'s ``holder``.
+
+        It names a member by its database name; one that names no member is
+        dangling, and its database is an outsider (see ``outsiders``).
+        """
+        where = f"oid {holder}" if holder else "the root"
+        name = self.federation.native_names.get(ref.database_name)
+        if name is None:
+            self.dangling.append(Dangling(
+                source, where, f"database {ref.database_name!r} oid {u64(ref.oid)}",
+                f"a native reference to database {ref.database_name!r}, which no member's "
+                "database name is"))
+            self.outsiders.setdefault(ref.database_name, "")
+            return
+        self._target(source, where, self.federation.members[name], "integer", ref.oid)
 
     def _follow_stub(self, view: View, oid: bytes, record: bytes) -> None:
         data, _stable_id = stub_data(record)
