@@ -54,6 +54,7 @@ from federation.catalog import (
     CATALOG_ATTRIBUTE,
     UUID_ATTRIBUTE,
     Catalog,
+    Names,
     Stub,
     bump_generation,
     decode_entry,
@@ -205,6 +206,8 @@ class FederatedWriter(ObjectWriter):
                     )
                 return self._stub_reference(obj, jar)
         elif isinstance(obj, Unreachable):
+            if obj.stub_oid is None:  # a foreign record's reference: no stub to keep
+                raise obj.error
             return binary(obj.stub_oid), Stub
         return super().persistent_id(obj)
 
@@ -212,6 +215,8 @@ class FederatedWriter(ObjectWriter):
         own = self._jar
         tkey, entry = jar._target_entry(obj)
         stub_oid = own._find_stub(tkey)
+        if stub_oid is None:
+            stub_oid = self._stub_by_former_id(jar.member, tkey)
         if stub_oid is None:
             stable_id = jar.stable_id(obj)
             data = encode_entry(entry)
@@ -226,6 +231,19 @@ class FederatedWriter(ObjectWriter):
             own._zfed_ops_version += 1
         return binary(stub_oid), Stub
 
+    def _stub_by_former_id(self, member: Any, tkey: bytes) -> bytes | None:
+        """The stub naming the target of ``tkey`` by one of ``member``'s former ids, or None.
+
+        A foreign member named ``name:<name>`` before it kept a stable id;
+        the stubs made then still name the target: one stub per target.
+        """
+        rest = tkey.partition(b"\0")[2]
+        for former in getattr(member, "former_ids", ()):
+            stub_oid = self._jar._find_stub(former.encode() + b"\0" + rest)
+            if stub_oid is not None:
+                return stub_oid
+        return None
+
     def serialize(self, obj: Any) -> bytes:
         if type(obj) in _BUCKETS:
             return self._serialize_bucket(obj)
@@ -234,7 +252,7 @@ class FederatedWriter(ObjectWriter):
         # not the root, nor our own records (a Length keeps only its value: the
         # catalog's generation), nor anything before the catalog exists.
         if (jar._zfed_member.kind == "uuid" and obj._p_oid != z64
-                and not isinstance(obj, (Catalog, Stub, Length))
+                and not isinstance(obj, (Catalog, Names, Stub, Length))
                 and jar._catalog() is not None):
             jar._ensure_uuid(obj, on_store=True)
         return super().serialize(obj)
@@ -438,6 +456,7 @@ class FederatedConnection(Connection):
         if catalog is None and self._zfed_member.writable:
             catalog = Catalog()
             catalog.member_id = self._zfed_member.member_id
+            catalog.names[self._zfed_member.name] = b""  # before it is stored: see _record_name
             self._zfed_catalog_obj = catalog
             root = self.get(z64)
             root._p_activate()
@@ -447,9 +466,29 @@ class FederatedConnection(Connection):
 
     def register(self, obj: Any) -> None:
         catalog = self._zfed_catalog_obj
-        if (catalog is None or catalog._p_oid is None) and self._zfed_member.writable:
-            self.ensure_catalog()  # before anything of this member is serialized
+        member = self._zfed_member
+        if member.writable:
+            if catalog is None or catalog._p_oid is None:
+                self.ensure_catalog()  # before anything of this member is serialized
+            if not member.name_recorded:
+                self._record_name()
         super().register(obj)
+
+    def _record_name(self) -> None:
+        """Add the member's name to the catalog's ``names`` when this transaction votes.
+
+        References written under a name (reference text in foreign records,
+        stubs of a member without a catalog) still find the member after a
+        rename through this record.
+        """
+        name = self._zfed_member.name
+        if ("names", name) in self._zfed_index_ops:
+            return
+        if self.index_get("names", name) is not None:
+            self._zfed_member.name_recorded = True
+            return
+        self._zfed_index_ops["names", name] = b""
+        self._zfed_ops_version += 1
 
     # -- writing ------------------------------------------------------------
 
@@ -809,7 +848,7 @@ class FederatedConnection(Connection):
             stored = [self._cache.get(oid) for oid in self._zfed_buffer.records]
             self._store_registered(meta, self._zfed_mark, [
                 obj for obj in stored
-                if isinstance(obj, (Catalog, *_BTREES_TYPES)) and obj._p_changed])
+                if isinstance(obj, (Catalog, Names, *_BTREES_TYPES)) and obj._p_changed])
         else:
             self._store_registered(meta, self._zfed_mark)
         return True
