@@ -106,8 +106,13 @@ reaches any more are removed by the federation's pack
     (after a pack) and the rewrite of a renamed target's stub.  New entries
     do not bump it.  Connections keep what they resolved from the indexes
     across transactions, and drop it when this record (or the catalog's) is
-    invalidated (:meth:`federation.connection.FederatedConnection.newTransaction`);
-    a ``Length`` merges concurrent bumps instead of raising a ``ConflictError``.
+    invalidated (:meth:`federation.connection.FederatedConnection.newTransaction`),
+    and turn the unchanged objects they loaded with targets resolved through
+    the old entries back into ghosts (ZODB sends no invalidation for them:
+    their records did not change); a transaction that changes such an object
+    checks the counter at commit (``readCurrent``), so that it cannot write
+    back a target an entry no longer names.  A ``Length`` merges concurrent
+    bumps instead of raising a ``ConflictError``.
     Catalogs made by older releases get it on the first bump.
 
 ``splits`` (:class:`Index`)

@@ -151,6 +151,8 @@ class FederatedReader(ObjectReader):
         it stays a ghost.
         """
         unpickler = self._get_unpickler(pickle)
+        conn = self._conn
+        resolved = conn._zfed_stub_reads
         try:
             meta = unpickler.load()
             state = unpickler.load()
@@ -158,6 +160,8 @@ class FederatedReader(ObjectReader):
             raise
         except Exception as error:
             raise StateLoadError() from error
+        if conn._zfed_stub_reads != resolved:
+            conn._zfed_referrers[obj._p_oid] = None  # its state holds resolved targets
         klass = meta[0] if type(meta) is tuple else meta
         if klass is not type(obj) and isinstance(klass, type):
             self._conn._wrong_class(obj, klass)
@@ -303,6 +307,10 @@ class FederatedConnection(Connection):
         self._zfed_forgot = False  # the caches were dropped in this transaction
         # Stub oid -> (connection, oid, class), valid while one manager holds this connection.
         self._zfed_resolved: dict[bytes, tuple[Any, bytes, type]] = {}
+        # Objects loaded with stub references resolved (oids, in load order), and how
+        # many stub references were resolved: see reload_referrers.
+        self._zfed_referrers: dict[bytes, None] = {}
+        self._zfed_stub_reads = 0
         # Stub oid -> (old target key, new target key, new key): renames to write on commit.
         self._zfed_retargets: dict[bytes, tuple[bytes, bytes, bytes]] = {}
         self._zfed_reset_pending()
@@ -376,18 +384,54 @@ class FederatedConnection(Connection):
         resolved = self._zfed_resolved
         if resolved:
             pop = resolved.pop
+            rewritten = False
             for oid in oids:
                 if pop(oid, None) is not None:  # a stub we resolved was rewritten (or undone)
-                    self._zfed_stub_of_target.clear()
+                    rewritten = True
+            if rewritten:
+                self._zfed_stub_of_target.clear()
+                self.reload_referrers()
 
     def _zfed_generation_changed(self) -> None:
-        """Existing index entries changed (or may have): drop everything derived from them."""
+        """Existing index entries changed (or may have): drop everything derived from them.
+
+        Called at a transaction boundary (``newTransaction``): the objects
+        every connection of the manager loaded with stub references resolved
+        through the old entries are turned into ghosts too.
+        """
         self._zfed_drop_caches()
         self._zfed_catalog_obj = None  # found again, and its watched oids with it
         self._zfed_watch = None
         manager = self._zfed_manager
         if manager is not None:
             manager.forget_resolutions()
+            for jar in manager.jars.values():
+                jar.reload_referrers()
+        else:
+            self.reload_referrers()
+
+    def reload_referrers(self) -> None:
+        """Make the unchanged objects loaded with stub references ghosts (see ``Participant``).
+
+        ZODB invalidates an object when its record changes; the targets of
+        its stub references also depend on index entries (``stubs_by_oid``,
+        a ``uuid`` member's ``uuids``) that another process may rewrite
+        (reindex, the prune after a pack, a stub rewritten after a rename),
+        and on stub records.  Called at a transaction boundary when those
+        changed, so that loaded objects read their targets again.
+        """
+        referrers, self._zfed_referrers = self._zfed_referrers, {}
+        cache = self._cache
+        gone = []
+        for oid in referrers:
+            obj = cache.get(oid)
+            if obj is None:
+                continue
+            if obj._p_changed:
+                self._zfed_referrers[oid] = None  # changed in this transaction: kept
+            else:
+                gone.append(oid)
+        cache.invalidate(gone)
 
     def _zfed_watch_catalog(self, catalog: Catalog) -> None:
         """Remember the oids whose invalidation means ``catalog``'s entries changed."""
@@ -415,6 +459,10 @@ class FederatedConnection(Connection):
             self._zfed_uuid_checked = _newest(self._zfed_uuid_checked, limit // 2)
         if len(self._zfed_classes) > limit:
             self._zfed_classes = {}
+        if len(self._zfed_referrers) > limit:  # oids of objects the pickle cache dropped
+            cache = self._cache
+            self._zfed_referrers = dict.fromkeys(
+                oid for oid in self._zfed_referrers if cache.get(oid) is not None)
 
     def _zfed_reset_pending(self) -> None:
         # The index writes of this transaction, applied at vote (stubs, uuids,
@@ -472,7 +520,26 @@ class FederatedConnection(Connection):
                 self.ensure_catalog()  # before anything of this member is serialized
             if not member.name_recorded:
                 self._record_name()
+        if obj is not None and obj._p_oid in self._zfed_referrers:
+            self._zfed_read_generation()
         super().register(obj)
+
+    def _zfed_read_generation(self) -> None:
+        """Check, at commit, that no reindex changed the stub entries this transaction read.
+
+        A changed object is written with the targets it was loaded with; if
+        another process rewrote the entries they came from (a reindex bumps
+        the catalog's ``generation``) since this transaction began, the
+        commit raises a ``ConflictError`` (``readCurrent``), and the retry
+        reads the corrected targets.
+        """
+        catalog = self._catalog()
+        generation = getattr(catalog, "generation", None)
+        oid = getattr(generation, "_p_oid", None)
+        if oid is None or oid in self._readCurrent:
+            return
+        generation._p_activate()
+        self.readCurrent(generation)
 
     def _record_name(self) -> None:
         """Add the member's name to the catalog's ``names`` when this transaction votes.
@@ -971,6 +1038,7 @@ class FederatedConnection(Connection):
 
     def _resolve_stub(self, stub_oid: bytes) -> Any:
         """The target of the stub ``stub_oid`` (a ghost, or an ``Unreachable``)."""
+        self._zfed_stub_reads += 1
         resolved = self._zfed_resolved.get(stub_oid)
         if resolved is None:
             resolved = self._resolve_stub_entry(stub_oid)

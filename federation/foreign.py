@@ -208,6 +208,9 @@ class ForeignJar:
     def forget_resolutions(self) -> None:
         """Nothing to forget: a foreign member resolves no stubs (see ``Participant``)."""
 
+    def reload_referrers(self) -> None:
+        """Nothing to do: every object is a ghost again at each transaction boundary."""
+
     def open(self, transaction_manager: Any, delegate: bool = False) -> None:
         self.transaction_manager = transaction_manager
         self.opened = True

@@ -268,7 +268,10 @@ class Participant(Protocol):
 
     ``abort(txn)`` (a transaction aborted before its commit) and
     ``savepoint()`` are as in ``transaction``'s ``IDataManager``;
-    ``forget_resolutions()`` drops what the jar resolved from stub entries.
+    ``forget_resolutions()`` drops what the jar resolved from stub entries;
+    ``reload_referrers()``, called at a transaction boundary when stub
+    entries or stub records changed, turns the unchanged objects whose state
+    holds targets resolved through them back into ghosts.
     """
 
     member: Any
@@ -308,6 +311,8 @@ class Participant(Protocol):
     def savepoint(self) -> Any: ...
 
     def forget_resolutions(self) -> None: ...
+
+    def reload_referrers(self) -> None: ...
 
 
 @runtime_checkable

@@ -20,11 +20,7 @@ from federation.adapters import sql
 from federation.adapters.memory import MemoryDatabase
 from federation.connection import Unreachable
 from federation.errors import ConfigurationError, FederationError, MemberUnavailable
-from federation.ref import Ref
-try:
-    from federation.ref import parse_ref_text, ref_text
-except ImportError:
-    pass
+from federation.ref import Ref, parse_ref_text, ref_text
 from tests.models import Item, Person
 
 SCHEMA = """CREATE TABLE person (
