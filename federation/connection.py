@@ -217,6 +217,8 @@ class FederatedWriter(ObjectWriter):
 
     def _stub_reference(self, obj: Persistent, jar: FederatedConnection) -> tuple[Any, type]:
         own = self._jar
+        if jar.commit_style != "zodb":
+            jar.stable_member_id()  # a foreign member's id is stored before a stub names it
         tkey, entry = jar._target_entry(obj)
         stub_oid = own._find_stub(tkey)
         if stub_oid is None:

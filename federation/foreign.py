@@ -329,14 +329,18 @@ class ForeignJar:
 
     def _target_entry(self, obj: Any) -> tuple[bytes, tuple[str, str, str, bytes, str, str]]:
         member = self._zfed_member
-        member_id = self.stable_member_id()
         klass = type(obj)
-        entry = (member_id, member.name, member.kind, obj._p_oid,
+        entry = (member.member_id, member.name, member.kind, obj._p_oid,
                  klass.__module__, klass.__name__)
-        return target_key(member_id, member.kind, obj._p_oid), entry
+        return target_key(member.member_id, member.kind, obj._p_oid), entry
 
     def stable_member_id(self) -> str:
-        """The member id that stubs and reference text naming this member's objects keep."""
+        """The member id that stubs and reference text naming this member's objects keep.
+
+        Stored in the member's store first if it keeps none yet (see
+        :meth:`ForeignMember.store_member_id`): called only where such a
+        reference is about to be written, never on a read.
+        """
         return self._zfed_member.store_member_id(self.adapter)
 
     def _implicitlyAdding(self, oid: bytes) -> bool:

@@ -413,3 +413,32 @@ def test_names_record_merges_concurrent_additions(tmp_path):
             assert list(zconn.root()["names"]) == ["home", "house"]
     finally:
         db.close()
+
+
+def test_reading_never_stores_a_foreign_member_id(tmp_path):
+    """Loading rows and their references, a split object over a row, the stubs, a check and
+    a dry-run pack read the SQL members without creating zfed_members."""
+    from tests.models import AnnotatedRow, Row
+
+    path = people_file(tmp_path)
+    rows(path, "CREATE TABLE page (id INTEGER PRIMARY KEY, path TEXT UNIQUE, title TEXT)")
+    rows(path, "INSERT INTO page VALUES (1, '/about', 'About')")
+    local_uri = (tmp_path / "local.fs").as_uri()
+    with federation.open({"local": local_uri}) as fed, fed.open() as conn:
+        conn.root("local")["home"] = item = Item("home")
+        transaction.commit()
+        oid = u64(item._p_oid)
+    rows(path, "INSERT INTO person (id, name, owner_ref) VALUES (1, 'Ann', ?)",
+         (f"local:integer:{oid}",))
+    pages = sql.sqlite("shared", str(path), sql.Table(
+        "page", Row, key="id", columns={"path": "path", "title": "title"}))
+    with federation.open({"local": local_uri, "people": people(path), "shared": pages}) as fed:
+        with fed.open() as conn:
+            ann = conn.get("people:integer:1")
+            assert ann.owner.title == "home" and conn.ref(ann).member == "people"
+            assert conn.split(AnnotatedRow, 1).title == "About"
+            assert conn.stubs("local") == []
+            transaction.abort()
+        fed.check()
+        fed.pack(dry_run=True)
+    assert rows(path, "SELECT name FROM sqlite_master WHERE name = 'zfed_members'") == []
