@@ -54,6 +54,7 @@ from federation.errors import (
     KeyNotFound,
     MemberUnavailable,
     ReadOnlyMember,
+    UnknownKind,
     UnknownMember,
 )
 from federation.interfaces import Adapter, MemberRecord, OutcomeRecording
@@ -683,7 +684,8 @@ class ForeignJar:
 _MISSING = object()
 
 #: Why reference text names nothing loadable now: the record still loads, with a placeholder.
-UNREACHABLE_REFERENCE = (MemberUnavailable, UnknownMember, DanglingStub, KeyNotFound, InvalidKey)
+UNREACHABLE_REFERENCE = (MemberUnavailable, UnknownMember, DanglingStub, KeyNotFound, InvalidKey,
+                         UnknownKind)
 
 
 class UnreachableRef(Unreachable):

@@ -244,6 +244,23 @@ def test_row_naming_a_member_no_longer_configured_loads_with_a_placeholder(writt
         transaction.abort()
 
 
+@pytest.mark.parametrize("text", ["main:nokind:1", "main:integer:x", "no reference", "@:"])
+def test_row_with_bad_reference_text_loads_with_a_placeholder(written, text):
+    """Text that is no reference (written by another program) does not make the row
+    unreadable: the attribute is a placeholder raising a typed error; the text is kept."""
+    tmp_path, path, _main_id, _oid, _ada_key = written
+    rows(path, "INSERT INTO person (id, name, owner_ref) VALUES (7, 'Eve', ?)", (text,))
+    members = {"main": (tmp_path / "main.fs").as_uri(), "people": people(path)}
+    with federation.open(members) as fed, fed.open() as conn:
+        eve = conn.get("people:integer:7")
+        assert eve.name == "Eve" and isinstance(eve.owner, Unreachable)
+        with pytest.raises(FederationError):
+            eve.owner.title  # noqa: B018
+        eve.email = "eve@example.org"
+        transaction.commit()
+    assert owner_ref(path, 7) == text
+
+
 def test_placeholder_cannot_be_stored_in_a_zodb_member(written):
     """A foreign placeholder has no stub to keep: storing it in a ZODB object raises its error
     and nothing is written."""
