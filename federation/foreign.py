@@ -506,6 +506,21 @@ class ForeignJar:
                 record[name] = self._text_of(value)
         return record
 
+    def _same_target(self, old: Any, new: str) -> bool:
+        """True if the texts name one object (written before and after a rename, say).
+
+        A record keeps the text it was loaded with unless the reference
+        changed: only changed attributes are written, so that a concurrent
+        change of another attribute is not overwritten.
+        """
+        if not isinstance(old, str):
+            return False
+        federation = self._zfed_manager.federation
+        try:
+            return federation.ref_of_text(old) == federation.ref_of_text(new)
+        except FederationError:
+            return False
+
     def _text_of(self, value: Any) -> str:
         """The reference text naming ``value`` (see :func:`federation.ref.ref_text`)."""
         if isinstance(value, UnreachableRef):
@@ -567,7 +582,9 @@ class ForeignJar:
             elif obj._p_changed:
                 record = self._record(obj)
                 loaded = self._loaded.get(oid, {})
-                changed = {k: v for k, v in record.items() if loaded.get(k, _MISSING) != v}
+                refs = self.adapter.ref_attributes
+                changed = {k: v for k, v in record.items() if loaded.get(k, _MISSING) != v
+                           and not (k in refs and self._same_target(loaded.get(k), v))}
                 changed.update({k: None for k in loaded.keys() - record.keys()})
                 if changed:
                     self._ops.append(("store", key, changed))

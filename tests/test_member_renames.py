@@ -134,15 +134,47 @@ def test_renamed_zodb_member_keeps_every_row_readable(written):
             transaction.abort()
 
 
-def test_renamed_member_changes_the_name_in_rows_it_writes_back(written):
-    """A row written back after the rename names the member by its new name (same id)."""
-    tmp_path, path, main_id, oid, _ada_key = written
+def test_row_written_back_after_a_rename_keeps_its_unchanged_reference_text(written):
+    """Only changed attributes are written: a row whose reference did not change keeps its
+    text (it still names the member, by its old name or its id), so a change another process
+    made to the reference meanwhile is not overwritten; a reference set anew names the
+    member by its new name and id."""
+    tmp_path, path, main_id, oid, ada_key = written
     members = {"home": (tmp_path / "main.fs").as_uri(), "people": people(path)}
+    before = owner_ref(path, ada_key)
     with federation.open(members) as fed, fed.open() as conn:
-        bob = conn.get("people:integer:100")
-        bob.email = "bob@example.org"
+        bob, ada = conn.get("people:integer:100"), conn.get(f"people:integer:{ada_key}")
+        bob.email = ada.email = "x@example.org"
+        ada.owner = conn.root("home")["home"]  # the same object: no change
         transaction.commit()
-    assert owner_ref(path, 100) == f"home@{main_id}:integer:{oid}"
+        assert owner_ref(path, 100) == f"main:integer:{oid}"
+        assert owner_ref(path, ada_key) == before
+        other = Item("other")
+        conn.add(other, "home")
+        bob.owner = other
+        transaction.commit()
+        assert owner_ref(path, 100) == f"home@{main_id}:integer:{u64(other._p_oid)}"
+
+
+def test_unchanged_reference_text_does_not_overwrite_a_concurrent_change(written):
+    """Manager 1 changes Bob's email while manager 2 changes his reference: both changes
+    stay, although manager 1 would write the reference text in another form."""
+    tmp_path, path, _main_id, _oid, _ada_key = written
+    members = {"home": (tmp_path / "main.fs").as_uri(), "people": people(path)}
+    with federation.open(members) as fed:
+        tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
+        first, second = fed.open(tm1), fed.open(tm2)
+        bob = first.get("people:integer:100")
+        bob.email = "bob@example.org"
+        other = Item("other")
+        second.add(other, "home")
+        second.get("people:integer:100").owner = other
+        tm2.commit()
+        tm1.commit()
+        assert owner_ref(path, 100).endswith(f":integer:{u64(other._p_oid)}")
+        assert rows(path, "SELECT email FROM person WHERE id = 100") == [("bob@example.org",)]
+        first.close()
+        second.close()
 
 
 def test_pack_after_a_rename_keeps_what_only_rows_reference(written):
