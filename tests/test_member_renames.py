@@ -491,3 +491,14 @@ def test_reading_never_stores_a_foreign_member_id(tmp_path):
         fed.check()
         fed.pack(dry_run=True)
     assert rows(path, "SELECT name FROM sqlite_master WHERE name = 'zfed_members'") == []
+
+
+def test_get_takes_reference_text_as_rows_keep_it(written):
+    tmp_path, path, _main_id, oid, ada_key = written
+    members = {"home": (tmp_path / "main.fs").as_uri(), "people": people(path)}
+    with federation.open(members) as fed, fed.open() as conn:
+        home = conn.root("home")["home"]
+        assert conn.get(owner_ref(path, ada_key)) is home  # main@<id>:integer:<oid>
+        assert conn.get(f"main:integer:{oid}") is home  # its former name
+        assert fed.ref_of_text(f"main:integer:{oid}") == Ref("home", "integer", oid)
+        transaction.abort()
