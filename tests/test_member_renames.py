@@ -129,6 +129,8 @@ def test_renamed_zodb_member_keeps_every_row_readable(written):
             transaction.commit()
             carol_key = conn.ref(carol).key
         assert owner_ref(path, carol_key) == f"home@{main_id}:integer:{oid}"
+        report = fed.check()
+        assert report.ok, report.findings
         with fed.open() as conn:
             assert conn.get(f"people:integer:{carol_key}").owner is conn.root("home")["home"]
             transaction.abort()
@@ -366,6 +368,8 @@ def test_renamed_sql_member_keeps_its_stubs_old_and_new(tmp_path):
         conn.root("main")["ada2"] = Item("Ada again", link=conn.get("persons:integer:1"))
         transaction.commit()
         assert len(conn.stubs("main")) == 2  # Ada's stub of before the id is reused
+        report = fed.check()
+        assert report.ok, report.findings
         assert {str(stub.target) for stub in conn.stubs("main")} == {
             "persons:integer:1", "persons:integer:2"}
     assert sorted(name for name, in rows(path, "SELECT name FROM zfed_members")) == [
