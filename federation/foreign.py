@@ -42,6 +42,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from persistent import PickleCache
+from ZODB.POSException import ReadConflictError
 
 from federation import resolvers
 from federation.catalog import Catalog, target_key
@@ -701,8 +702,11 @@ class ForeignJar:
 _MISSING = object()
 
 #: Why reference text names nothing loadable now: the record still loads, with a placeholder.
+#: (A ``ReadConflictError``: the text names a ZODB object newer than the manager's snapshot,
+#: as foreign records are read as they are now; the placeholder raises it, and a retry reads
+#: it in a newer snapshot.)
 UNREACHABLE_REFERENCE = (MemberUnavailable, UnknownMember, DanglingStub, KeyNotFound, InvalidKey,
-                         UnknownKind)
+                         UnknownKind, ReadConflictError)
 
 
 class UnreachableRef(Unreachable):

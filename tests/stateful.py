@@ -45,7 +45,7 @@ import transaction
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from transaction.interfaces import TransientError
-from ZODB.POSException import ConflictError
+from ZODB.POSException import ConflictError, ReadConflictError
 
 import federation
 from federation.adapters import sql
@@ -208,6 +208,21 @@ class FederationModel(RuleBasedStateMachine):
             view.link[source] = title
             self.touched[i].add(("obj", source))
 
+    def _set_or_retry(self, i: int, holder: tuple[str, ...], title: str | None) -> None:
+        """:meth:`_set`; a read conflict aborts the transaction, as ``attempts()`` would.
+
+        SQL rows are read as they are now and ZODB members at the snapshot: a
+        row the other manager linked to a new ZODB object since this
+        transaction began names an object this snapshot does not have (its
+        placeholder raises ``ReadConflictError``).
+        """
+        try:
+            self._set(i, holder, title)
+        except ReadConflictError:
+            STATS["read conflicts (transaction aborted)"] += 1
+            self.tms[i].abort()
+            self._reset(i)
+
     # -- rules --------------------------------------------------------------------
 
     @rule(i=managers, member=st.sampled_from((*ZODB_MEMBERS, SQL_MEMBER)), data=st.data())
@@ -223,19 +238,19 @@ class FederationModel(RuleBasedStateMachine):
         view.link[title] = None
         self.touched[i].add(("obj", title))
         holders = [h for h in self._holders(i) if h != ("obj", title)]
-        self._set(i, _pick(data, holders), title)
+        self._set_or_retry(i, _pick(data, holders), title)
 
     @rule(i=managers, data=st.data())
     def link(self, i: int, data: st.DataObject) -> None:
         """A root entry or an object now references a live object."""
         holder, target = _pick(data, self._holders(i)), _pick(data, sorted(self.views[i].live()))
         if target is not None:
-            self._set(i, holder, target)
+            self._set_or_retry(i, holder, target)
 
     @rule(i=managers, data=st.data())
     def unlink(self, i: int, data: st.DataObject) -> None:
         """A root entry or an object references nothing any more."""
-        self._set(i, _pick(data, self._holders(i)), None)
+        self._set_or_retry(i, _pick(data, self._holders(i)), None)
 
     @rule(i=managers)
     def commit(self, i: int) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import transaction
+from ZODB.POSException import ReadConflictError
 from ZODB.utils import u64
 
 import federation
@@ -293,6 +294,31 @@ def test_row_with_bad_reference_text_loads_with_a_placeholder(written, text):
         eve.email = "eve@example.org"
         transaction.commit()
     assert owner_ref(path, 7) == text
+
+
+def test_row_naming_an_object_newer_than_the_snapshot_loads_with_a_placeholder(written):
+    """Rows are read as they are now, ZODB members at the transaction's snapshot: a row that
+    another manager linked to a new ZODB object meanwhile loads; its reference raises the
+    ReadConflictError (retried by attempts()), and the next transaction reads it."""
+    tmp_path, path, _main_id, _oid, ada_key = written
+    members = {"main": (tmp_path / "main.fs").as_uri(), "people": people(path)}
+    with federation.open(members) as fed:
+        tm0, tm1 = transaction.TransactionManager(), transaction.TransactionManager()
+        first, second = fed.open(tm0), fed.open(tm1)
+        assert first.root("main")["home"].title == "home"  # first's snapshot of main
+        new = Item("new")
+        second.add(new, "main")
+        second.get(f"people:integer:{ada_key}").owner = new
+        tm1.commit()
+        ada = first.get(f"people:integer:{ada_key}")
+        assert ada.name == "Ada" and isinstance(ada.owner, Unreachable)
+        with pytest.raises(ReadConflictError):
+            ada.owner.title  # noqa: B018
+        tm0.begin()
+        assert first.get(f"people:integer:{ada_key}").owner.title == "new"
+        tm0.abort()
+        first.close()
+        second.close()
 
 
 def test_placeholder_cannot_be_stored_in_a_zodb_member(written):
