@@ -256,3 +256,20 @@ def test_bad_zconfig_is_refused_clearly(tmp_path, text, message):
     with pytest.raises(federation.ConfigurationError, match=message) as raised:
         federation.open_config(config)
     assert "\n" not in str(raised.value)
+
+
+def test_renamed_members_settings(tmp_path):
+    """<member> and <foreign> take the names a member had (former-name) and a foreign
+    member's stable id (member-id), as TOML's former_names and member_id."""
+    (tmp_path / "var").mkdir()
+    config = tmp_path / "federation.conf"
+    config.write_text(FEDERATED.replace(
+        "  <member people>\n", "  <member people>\n    former-name persons\n    former-name folk\n"
+    ).replace(
+        "    adapter sqlite\n", "    adapter sqlite\n    member-id readers-1\n"
+        "    former-name readers_old\n"))
+    members, _placement = federation.read_config(config)
+    assert members["people"]["former_names"] == ["persons", "folk"]
+    assert members["readers"]["member_id"] == "readers-1"
+    assert members["readers"]["former_names"] == ["readers_old"]
+    assert "former_names" not in members["main"] and "member_id" not in members["main"]
