@@ -11,7 +11,10 @@ managers are the concurrent writers.
 Rules create objects in any member (attached to a root entry or to another
 object, across members), link and unlink them (root entries included),
 commit, abort, take and roll back savepoints, pack, reindex, close and
-reopen a manager, reopen the federation, and rename a member: the
+reopen a manager, reopen the federation, undo the last transaction of a
+ZODB member when it changed that member only and nothing wrote since (the
+other manager undoes it, as ZODB's ``DB.undo`` does, and the model returns
+to the state before it), and rename a member: the
 federation is closed and reopened with one member under a new name (same
 file), so that stubs, SQL rows and the objects' refs must follow it (the
 model names members ``a``, ``b`` and ``s`` and maps them to their current
@@ -129,6 +132,9 @@ class FederationModel(RuleBasedStateMachine):
         #: The current configuration name of each member of the model (see ``rename``).
         self.names = {name: name for name in (*ZODB_MEMBERS, SQL_MEMBER)}
         self.fed: federation.Federation | None = None
+        #: The last commit, when it changed one ZODB member only and nothing wrote since:
+        #: that member and the committed state before it (see ``_undo``).
+        self.undoable: tuple[str, State] | None = None
         self._open()
 
     # -- set-up -------------------------------------------------------------------
@@ -255,6 +261,10 @@ class FederationModel(RuleBasedStateMachine):
     @rule(i=managers)
     def commit(self, i: int) -> None:
         view = self.views[i]
+        members = {name if what == "root" else view.member[name]
+                   for what, name in self.touched[i]}
+        before = self.committed.copy()
+        self.undoable = None
         try:
             self.tms[i].commit()
         except (ConflictError, TransientError) as error:
@@ -262,6 +272,8 @@ class FederationModel(RuleBasedStateMachine):
             self.tms[i].abort()
         else:
             STATS["commits with changes" if self.touched[i] else "empty commits"] += 1
+            if len(members) == 1 and not members.isdisjoint(ZODB_MEMBERS):
+                self.undoable = (members.pop(), before)
             for what, name in self.touched[i]:
                 if what == "root":
                     self.committed.roots[name] = dict(view.roots[name])
@@ -301,6 +313,7 @@ class FederationModel(RuleBasedStateMachine):
                                   "rename b", "rename s")))
     def maintain(self, action: str) -> None:
         """One of the rarer steps (one rule, so that they are not drawn most of the time)."""
+        self.undoable = None
         STATS[action] += 1
         if action == "pack":
             self._pack()
@@ -317,6 +330,25 @@ class FederationModel(RuleBasedStateMachine):
         else:  # a second federation on the same files
             self._close()
             self._open()
+
+    @rule()
+    def undo(self) -> None:
+        """Manager 1's transaction undoes the last commit, if it changed one ZODB member
+        only and nothing wrote since; both managers' pending changes are aborted first."""
+        if self.undoable is None:
+            return
+        (member, before), self.undoable = self.undoable, None
+        STATS["undo"] += 1
+        for i, tm in enumerate(self.tms):
+            tm.abort()
+            self._reset(i)
+        db = self.fed.member(self.names[member]).db
+        tm = self.tms[1]
+        db.undo(db.undoLog(0, 1)[0]["id"], tm.get())
+        tm.commit()
+        self.committed = before
+        for i in range(len(self.tms)):
+            self._reset(i)
 
     def _rename(self, member: str) -> None:
         """Close the federation and open it again with ``member`` under a new name.
