@@ -40,7 +40,7 @@ from ZODB.POSException import POSKeyError
 from ZODB.utils import u64, z64
 
 from federation import maintenance, native, repickle
-from federation.catalog import Stub, decode_entry
+from federation.catalog import decode_entry
 from federation.errors import (
     DanglingStub,
     MemberUnavailable,
@@ -273,9 +273,10 @@ class _Plan:
         return rewrite
 
     def _replace(self, pid: Any) -> Any:
-        if self.to_native:
-            if isinstance(pid, tuple) and len(pid) == 2 and _is_stub_class(pid[1]):
-                target = self._native_pid(pid[0])
+        if self.to_native:  # as _count: any reference to a stub record, bare oids included
+            oid = native.local_oid(pid)
+            if oid in self.stubs:
+                target = self._native_pid(oid)
                 if not isinstance(target, str):
                     return target
             return pid
@@ -287,7 +288,3 @@ class _Plan:
             return ref.oid if ref.form == "n" else (ref.oid, pid[1][2])
         return self.jar.stub_reference(jar.get(ref.oid))
 
-
-def _is_stub_class(klass: Any) -> bool:
-    spelled = vars(klass).get("_zfed_global") if isinstance(klass, type) else None
-    return spelled == STUB_CLASS or klass is Stub

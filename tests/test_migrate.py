@@ -473,3 +473,39 @@ def test_an_unavailable_member_is_refused_before_anything_is_written(folder: Pat
             pytest.raises(federation.MemberUnavailable, match="'remote'"):
         fed.migrate()
     assert before == {name: (folder / f"{name}.fs").stat().st_size for name in NAMES}
+
+
+def test_to_native_rewrites_stub_references_a_plain_zodb_process_left_bare(tmp_path: Path):
+    """--to-native also rewrites the bare-oid stub references a process without
+    ``federation`` writes: the native application then reads the targets, not stubs."""
+    from tests.test_plain_writers import PLAIN_WRITER, _bare_stub_references
+
+    uris = {name: (tmp_path / f"{name}.fs").as_uri() for name in ("main", "people")}
+    with federation.open(uris) as fed, fed.open(transaction.TransactionManager()) as conn:
+        ada = conn.root("people")["ada"] = Item("Ada")
+        conn.add(ada, "people")
+        holders = conn.root("main")["holders"] = PersistentMapping()
+        holders["mapping"] = PersistentMapping(target=ada)
+        holders["list"] = PersistentList([ada])
+        holders["tree"] = OOBTree({"target": ada})
+        conn.transaction_manager.commit()
+    subprocess.run([sys.executable, "-c", PLAIN_WRITER, str(tmp_path / "main.fs")],
+                   capture_output=True, text=True, check=True, timeout=120)
+    assert _bare_stub_references(tmp_path / "main.fs") == 3
+    with federation.open(uris) as fed:
+        assert fed.migrate(to_native=True)["main"].references == 3
+    assert _bare_stub_references(tmp_path / "main.fs") == 0
+    databases: dict[str, ZODB.DB] = {}
+    for name in ("main", "people"):
+        ZODB.DB(FileStorage(str(tmp_path / f"{name}.fs")), databases=databases,
+                database_name=name)
+    try:
+        with databases["main"].transaction() as conn:
+            holders = conn.root()["holders"]
+            targets = [holders["mapping"]["target"], holders["list"][0],
+                       holders["tree"]["target"]]
+            assert [target.title for target in targets] == ["Ada"] * 3
+            assert all(target._p_jar.db() is databases["people"] for target in targets)
+    finally:
+        for db in list(databases.values()):
+            db.close()
