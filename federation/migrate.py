@@ -40,7 +40,7 @@ from ZODB.POSException import POSKeyError
 from ZODB.utils import u64, z64
 
 from federation import maintenance, native, repickle
-from federation.catalog import decode_entry
+from federation.catalog import bump_generation, decode_entry, target_key
 from federation.errors import (
     DanglingStub,
     MemberUnavailable,
@@ -123,6 +123,16 @@ def migrate(federation: Any, *, to_native: bool = False, batch: int = BATCH,
     return report
 
 
+def _unindex(jar: Any, entries: list[tuple[str, bytes]]) -> None:
+    """Drop the index entries ``(index, key)`` in this transaction (see
+    :meth:`_Plan.unreferenced_stubs`)."""
+    if entries:
+        for index, key in entries:
+            jar.index_later(index, key, None)
+        bump_generation(jar.ensure_catalog())  # other connections drop what they cached
+        jar._zfed_forget()  # and so does this one (as maintenance.reindex)
+
+
 def _no_hook(step: str) -> None:
     """No test is watching."""
 
@@ -134,19 +144,22 @@ def _migrate_member(federation: Any, name: str, to_native: bool, batch: int, dry
     with federation.open(tm) as conn:
         plan = _Plan(federation, conn, name, to_native)
         todo = plan.scan(result, progress)
-        if dry_run or not todo:
-            tm.abort()
-            return result
         jar = conn.jar(name)
-        if jar.member.read_only:
+        if jar.member.read_only and todo and not dry_run:
             raise MigrationError(f"Member {name!r} is read-only; its {len(todo)} record(s) "
                                  "with references to migrate cannot be rewritten.")
-        for start in range(0, len(todo), batch):
+        unreferenced = [] if dry_run or jar.member.read_only else plan.unreferenced_stubs()
+        if dry_run or not (todo or unreferenced):
+            tm.abort()
+            return result
+        for start in range(0, max(len(todo), 1), batch):
             chunk = todo[start:start + batch]
             for attempt in tm.attempts():
                 with attempt:
                     for oid in chunk:
                         jar.rewrite_record(oid, plan.rewriter(oid, step))
+                    if start + batch >= len(todo):  # the last batch
+                        _unindex(jar, unreferenced)
                     tm.get().note(f"zfed migrate: {len(chunk)} record(s) of member {name}")
             result.transactions += 1
             step("committed")
@@ -197,6 +210,27 @@ class _Plan:
         if progress is not None:
             progress(f"scan {self.name}", done, done)
         return todo
+
+    def unreferenced_stubs(self) -> list[tuple[str, bytes]]:
+        """``to_native``: the index entries of the stubs no record references once the
+        run is done, as ``(index, key)``; else none.
+
+        Their records are then garbage for any pack, ZODB's own included.
+        Kept in the indexes, the next reference to one of their targets would
+        reuse a stub that such a pack removed, and name nothing; it gets a new
+        stub instead.
+        """
+        entries = []
+        for oid, entry in self.stubs.items():
+            if isinstance(self._targets.get(oid), str):
+                continue  # references to it stay
+            member_id, _member_name, kind, key, _module, _name = decode_entry(entry)
+            tkey = target_key(member_id, kind, key)
+            if self.jar.index_get("stubs_by_target", tkey) == oid:  # not another stub's
+                entries.append(("stubs_by_target", tkey))
+            entries.extend((index, oid) for index in ("stubs_by_oid", "stable_ids")
+                           if self.jar.index_get(index, oid) is not None)
+        return entries
 
     def _count(self, record: bytes, left: Counter[str]) -> int:
         """How many references of ``record`` change; those that stay go to ``left``."""

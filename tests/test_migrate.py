@@ -509,3 +509,40 @@ def test_to_native_rewrites_stub_references_a_plain_zodb_process_left_bare(tmp_p
     finally:
         for db in list(databases.values()):
             db.close()
+
+
+def test_after_to_native_a_plain_zodb_pack_then_migrate_names_no_missing_stub(folder: Path):
+    """--to-native unindexes the stubs it leaves unreferenced: ZODB's own pack of the
+    native application removes them, and migrating again makes new stubs, not references
+    to the removed ones."""
+    with federation.open_config(config(folder)) as fed:
+        fed.migrate()
+        fed.migrate(to_native=True)
+    for name in ("main", "other"):  # the application, native again, packs each database
+        db = ZODB.DB(FileStorage(str(folder / f"{name}.fs")))
+        try:
+            db.pack(days=-1)
+        finally:
+            db.close()
+    with federation.open_config(config(folder)) as fed:
+        fed.migrate()
+        assert [finding.kind for finding in fed.check().findings] == ["dangling"]  # outside
+    through_federation(folder)
+    all_records_load(folder)
+    fsrefs_clean(folder)
+
+
+def test_to_native_then_pack_and_migrate_again_in_one_process(folder: Path):
+    """After --to-native, check reports the replaced stubs as garbage only; the
+    federation's pack removes them and migrating again, in the same process (whose
+    connections cached the stubs), makes new stubs."""
+    with federation.open_config(config(folder)) as fed:
+        fed.migrate()
+        fed.migrate(to_native=True)
+        kinds = {finding.kind for finding in fed.check().findings}
+        assert kinds == {"dangling", "unreferenced-stub"}  # outside, and the old stubs
+        fed.pack(exclude=["outside"])
+        fed.migrate()
+        assert [finding.kind for finding in fed.check().findings] == ["dangling"]
+    through_federation(folder)
+    fsrefs_clean(folder)
