@@ -337,7 +337,11 @@ def _member_of(name: str, spec: Any) -> ZodbMember | ForeignMember:
         create = _setting(name, options, "create", bool, True)
         database_name = _setting(name, options, "database_name", str, "") or None
         _no_more(name, options)
-        resolvers.get(kind)
+        if kind not in resolvers.kinds():
+            raise ConfigurationError(
+                f"Member {name!r}: the setting 'key' names {shorten(kind)}, which is no "
+                f"registered key kind ({', '.join(resolvers.kinds())})."
+            )
         if (not create or read_only) and kind in ZODB_KINDS:  # ZodbMember reports a bad kind
             _require_file(name, source, read_only)
         return ZodbMember(name, source, kind=kind, read_only=read_only,

@@ -238,6 +238,9 @@ def test_read_only_member(tmp_path):
          "<federation>\n<member a>\nkey dn\n</member>\n</federation>\n",
          r"Member 'a': a ZODB member is referred to by integer or uuid keys, not 'dn'"),
         ("%import federation\n<zodb a>\n<mappingstorage>\n</mappingstorage>\n</zodb>\n"
+         "<federation>\n<member a>\nkey UUID\n</member>\n</federation>\n",
+         r"Member 'a': the setting 'key' names 'UUID', which is no registered key kind"),
+        ("%import federation\n<zodb a>\n<mappingstorage>\n</mappingstorage>\n</zodb>\n"
          "<federation>\n<foreign b>\nadapter sqlite\ncolour red\n</foreign>\n</federation>\n",
          r"Member 'b': the option 'path' is required"),
         ("%import federation\n<zodb a>\n<mappingstorage>\n</mappingstorage>\n</zodb>\n"
@@ -256,3 +259,4 @@ def test_bad_zconfig_is_refused_clearly(tmp_path, text, message):
     with pytest.raises(federation.ConfigurationError, match=message) as raised:
         federation.open_config(config)
     assert "\n" not in str(raised.value)
+
