@@ -194,6 +194,9 @@ def _relative_to(base: str, check: Callable[[str], Any]) -> Callable[[str], Any]
 def _member_settings(where: str, specs: dict[str, dict[str, Any]], member: Any,
                      databases: list[ZODBDatabase]) -> None:
     name = member.getSectionName()
+    if name not in specs:  # ZConfig folds section names to lower case, not database names
+        folded = [each for each in specs if each.lower() == name]
+        name = folded[0] if len(folded) == 1 else name
     if name not in specs:
         raise ConfigurationError(
             f"{where}: <member {name}> names no <zodb> section (members: "

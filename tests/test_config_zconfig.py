@@ -260,3 +260,15 @@ def test_bad_zconfig_is_refused_clearly(tmp_path, text, message):
         federation.open_config(config)
     assert "\n" not in str(raised.value)
 
+
+def test_member_settings_of_a_database_name_with_capitals(tmp_path):
+    """<member NAME> reaches a <zodb> section whose database-name has capitals (ZConfig
+    folds section names to lower case, not database names)."""
+    config = tmp_path / "zodb.conf"
+    config.write_text("%import federation\n<zodb main>\ndatabase-name Main\n<filestorage>\n"
+                      "path Main.fs\n</filestorage>\n</zodb>\n"
+                      "<federation>\n<member Main>\ncreate on\nkey uuid\n</member>\n"
+                      "</federation>\n")
+    with federation.open_config(config) as fed:
+        assert list(fed.members) == ["Main"]
+        assert fed.member("Main").kind == "uuid"
