@@ -209,6 +209,7 @@ class _Plan:
                 f"Members {names} lack two-phase commit; one transaction can change only one "
                 "such member. Nothing was written."
             )
+        _refuse_shared_locks(participants)
         if any(jar.commit_style == "zodb" for jar in participants):
             plan.federation.check_journals()
         if len(participants) > 1:
@@ -339,6 +340,24 @@ class _Plan:
             _quietly(recovery.resolve, self.federation, self.gid)
         else:
             _quietly(recovery.forget, self.federation, self.journal_member, self.gid)
+
+
+def _refuse_shared_locks(participants: list[Participant]) -> None:
+    """Refuse two ZODB participants of one member: the second would wait forever for the
+    commit lock of its storage, which the first holds (two managers on one transaction
+    manager)."""
+    seen: set[int] = set()
+    for jar in participants:
+        if jar.commit_style != "zodb":
+            continue  # a foreign member's branches take locks of their own
+        if id(jar.member) in seen:
+            raise FederationError(
+                f"Member {jar.member_name!r} was changed through two of its connections in "
+                "this transaction (two federation managers on one transaction manager, say "
+                "Federation.open() and db.open()), which ZODB cannot commit together; make "
+                "the changes through one manager. Nothing was written."
+            )
+        seen.add(id(jar.member))
 
 
 def _lock_key(jar: Participant) -> str:
