@@ -114,12 +114,15 @@ def migrate(federation: Any, *, to_native: bool = False, batch: int = BATCH,
         member = federation.members[name]
         if not member.available:  # before anything is written
             raise MemberUnavailable(name, cause=member.error)
-    report = MigrationReport()
-    report.dry_run, report.to_native = dry_run, to_native
     step = hook if hook is not None else _no_hook
-    for name in names:
-        report[name] = _migrate_member(federation, name, to_native, batch, dry_run,
-                                       progress, step)
+    results = {}
+    # Read-only members first: one with references to rewrite is refused before any
+    # other member is written.
+    for name in sorted(names, key=lambda name: not federation.members[name].read_only):
+        results[name] = _migrate_member(federation, name, to_native, batch, dry_run,
+                                        progress, step)
+    report = MigrationReport((name, results[name]) for name in names)
+    report.dry_run, report.to_native = dry_run, to_native
     return report
 
 

@@ -395,6 +395,21 @@ def test_read_only_member_is_refused(folder: Path):
     assert native_counts(folder)["main"] == BIG + 6
 
 
+def test_read_only_member_is_refused_before_another_is_written(folder: Path):
+    """A read-only member with references to migrate, listed after a writable one:
+    MigrationError naming it, and the writable member is not rewritten either."""
+    members = {"main": (folder / "main.fs").as_uri(),
+               "other": {"uri": (folder / "other.fs").as_uri(), "read_only": True}}
+    before = native_counts(folder)
+    with federation.open(members) as fed, pytest.raises(MigrationError, match="'other'"):
+        fed.migrate()
+    assert native_counts(folder) == before
+    with federation.open(members) as fed:
+        report = fed.migrate(members=["main"])
+        assert list(report) == ["main"] and report["main"].records
+        assert list(fed.migrate(dry_run=True)) == ["main", "other"]  # the order given
+
+
 def test_a_record_that_cannot_be_rebuilt_writes_nothing(folder: Path, monkeypatch):
     """A record whose pickle cannot be rebuilt: MigrationError naming it; its batch is undone."""
     from federation import repickle
