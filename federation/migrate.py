@@ -107,9 +107,15 @@ def migrate(federation: Any, *, to_native: bool = False, batch: int = BATCH,
     if not isinstance(batch, int) or batch < 1:
         raise MigrationError(f"The batch size must be a positive number of records, not "
                              f"{batch!r}.")
-    names = list(federation.members) if members is None else list(members)
-    names = [name for name in names  # UnknownMember; foreign members hold no ZODB records
-             if getattr(federation.member(name), "database_name", None) is not None]
+    if members is None:  # foreign members hold no ZODB records
+        names = [name for name, member in federation.members.items()
+                 if getattr(member, "database_name", None) is not None]
+    else:
+        names = list(members)
+        for name in names:
+            if getattr(federation.member(name), "database_name", None) is None:  # UnknownMember
+                raise MigrationError(f"Member {name!r} is a foreign member: it holds no ZODB "
+                                     "records to migrate.")
     for name in names:
         member = federation.members[name]
         if not member.available:  # before anything is written

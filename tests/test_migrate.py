@@ -266,6 +266,20 @@ def test_bad_batch_and_member_are_refused(folder: Path):
     assert native_counts(folder)["main"] == BIG + 6
 
 
+def test_a_foreign_member_named_is_refused(folder: Path):
+    """--member naming a foreign member: MigrationError naming it, before anything is
+    written (it printed nothing and exited 0)."""
+    from tests.test_adapter_sqlite import make_member
+
+    people, _sqlite_path = make_member(folder, "people")
+    members = {"main": (folder / "main.fs").as_uri(), "other": (folder / "other.fs").as_uri(),
+               "people": people}
+    with federation.open(members) as fed:
+        with pytest.raises(MigrationError, match="Member 'people' is a foreign member"):
+            fed.migrate(members=["main", "people"])
+        assert list(fed.migrate(dry_run=True)) == ["main", "other"]
+    assert native_counts(folder)["main"] == BIG + 6
+
 CHILD = """
 import os, signal, sys
 import federation
