@@ -34,7 +34,7 @@ from ZEO.StorageServer import StorageServer
 from federation import zconfig
 from federation.config import read_config
 from federation.errors import ConfigurationError, FederationError
-from federation.federation import Federation
+from federation.federation import Federation, literal_file_uri
 from federation.redact import MASK, has_secret, redact
 
 #: Hosts that mean "every interface": clients are told the machine's name instead.
@@ -226,7 +226,7 @@ def _is_file(table: dict[str, Any]) -> bool:
 
 def _open_storage(name: str, table: dict[str, Any]) -> Any:
     """The storage of a file member, read-only if the member is."""
-    uri = table.get("uri", table.get("source"))
+    uri = literal_file_uri(name, table.get("uri", table.get("source")))
     parts = urlsplit(uri)
     query = dict(parse_qsl(parts.query))
     if parts.scheme == zconfig.SCHEME:

@@ -291,6 +291,27 @@ def test_serve_a_zconfig_file(tmp_path):
     assert result.exit_code == 1
     assert result.output.startswith("Error: Member 'main' keeps blobs"), result.output
 
+def test_serve_a_file_whose_path_has_a_space(tmp_path):
+    """zfed serve serves the existing file of a path with a space, not a new one."""
+    (tmp_path / "my data").mkdir()
+    config = tmp_path / "federation.toml"
+    config.write_text('[members.main]\npath = "my data/main.fs"\ncreate = true\n')
+    with federation.open_config(config) as fed, fed.open() as conn:
+        conn.root("main")["x"] = Item("x")
+        transaction.commit()
+    server = FederationServer(config)
+    client = tmp_path / "client.toml"
+    try:
+        server.start()
+        client.write_text(server.client_config())
+        with federation.open_config(client) as fed, fed.open() as conn:
+            assert conn.root("main")["x"].title == "x"
+            transaction.abort()
+    finally:
+        server.close()
+    assert sorted(path.name for path in (tmp_path / "my data").iterdir()
+                  if path.suffix == ".fs") == ["main.fs"]
+
 def test_serve_refuses_a_port_in_use(tmp_path):
     """A port another program listens on is refused in one sentence, exit 1."""
     config = tmp_path / "federation.toml"
