@@ -379,7 +379,7 @@ def _require_file(name: str, source: Any, read_only: bool) -> None:
     if not isinstance(source, str):
         return
     parts = urlsplit(source)
-    path = parts.path  # as zodburi opens it (see literal_file_uri)
+    path = parts.netloc + parts.path  # as zodburi opens it (see literal_file_uri)
     if parts.scheme == "file" and not Path(path).exists():
         remedy = ("a read-only member is never created" if read_only else
                   "fix the path, or set 'create = true' for the member to create it")

@@ -163,6 +163,15 @@ def test_a_path_with_spaces_and_accents_opens_the_existing_file(tmp_path, settin
                   if path.suffix == ".fs") == ["Data été.fs"]
 
 
+def test_a_relative_file_uri_that_does_not_exist_is_refused(tmp_path, monkeypatch):
+    """federation.open: a relative file:// URI naming no file, without create, is refused
+    (its path was read as empty: the check passed and a new file was created)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(federation.ConfigurationError, match=r"typo\.fs' does not exist"):
+        federation.open({"main": {"uri": "file://typo.fs", "create": False}})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_path_with_a_hash_is_refused(tmp_path):
     """A file path with '#' or '?', which a zodburi file:// URI cannot carry: one sentence
     naming the member, nothing created."""
