@@ -30,6 +30,13 @@ row had (a reference kept elsewhere would silently name the new row):
   process remembers it, so that the process never issues it again.
   Either way, the key is above every key of the table.
 
+A member's stable id, which stubs and reference text name it by, and
+the names it had are kept in a table of ours, ``zfed_members`` (``tbl``
+the member's table, ``name`` a member name, or ``''`` for the row holding
+the id, ``member_id``), created by the first write that needs the id (a
+new stub or reference naming the member), in a transaction of its own.
+Opening only reads it.
+
 A database that is busy (SQLite "database is locked", PostgreSQL
 serialization failures, deadlocks and lock timeouts) raises
 :class:`federation.MemberBusy`, which ``transaction.attempts()`` retries.
@@ -66,6 +73,8 @@ IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 #: SQLite's table of issued keys (see the module docstring).
 SQLITE_KEYS = "zfed_keys"
+#: The table of member ids and names (see the module docstring).
+SQL_MEMBERS = "zfed_members"
 
 #: Passwords in a connection string: libpq ``password=...`` or a URI's ``user:password@``.
 _PASSWORDS = re.compile(r"""(?ix) password \s*=\s* (?: '((?:[^'\\]|\\.)*)' | ([^\s'&]+) )
@@ -475,6 +484,58 @@ class SqlAdapter:
             self._call(writer.tpc_commit if commit else writer.tpc_rollback, xid)
         finally:
             writer.close()
+
+    # -- the member's id and names (see federation.interfaces.MemberRecord) --------
+
+    def _has_table(self, name: str) -> bool:
+        exists = ("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+                  if not self.two_phase else "SELECT to_regclass(?) IS NOT NULL")
+        found = self._execute(exists, (name,)).fetchone()
+        return bool(found and found[0])
+
+    def member_record(self) -> tuple[str | None, list[str]]:
+        if not self._has_table(SQL_MEMBERS):
+            return None, []  # nothing recorded yet (and opening must not create the table)
+        rows = self._execute(f"SELECT name, member_id FROM {SQL_MEMBERS} WHERE tbl = ?",
+                             (self.db.table.name,)).fetchall()
+        ids = [member_id for name, member_id in rows if name == ""]
+        return (ids[0] if ids else None), sorted(name for name, _ in rows if name)
+
+    def record_member(self, name: str, member_id: str) -> tuple[str, bool]:
+        own = not self.two_phase and self._conn.in_transaction  # our writer holds the file
+        if own:
+            return self._record_member(self._conn, name, member_id), False
+        if self.two_phase:
+            connection = self._call(self.db.connect)
+            try:
+                with connection.transaction():
+                    return self._record_member(connection, name, member_id), True
+            finally:
+                connection.close()
+        if self._keys is None:
+            self._keys = self._connect()
+        self._execute("BEGIN IMMEDIATE", connection=self._keys)
+        try:
+            stored = self._record_member(self._keys, name, member_id)
+            self._execute("COMMIT", connection=self._keys)
+        except BaseException:
+            if self._keys.in_transaction:
+                self._keys.execute("ROLLBACK")
+            raise
+        return stored, True
+
+    def _record_member(self, connection: Any, name: str, member_id: str) -> str:
+        table = self.db.table.name
+        self._execute(f"CREATE TABLE IF NOT EXISTS {SQL_MEMBERS} (tbl TEXT NOT NULL, "
+                      "name TEXT NOT NULL, member_id TEXT NOT NULL, PRIMARY KEY (tbl, name))",
+                      connection=connection)
+        insert = (f"INSERT INTO {SQL_MEMBERS} (tbl, name, member_id) VALUES (?, ?, ?) "
+                  "ON CONFLICT (tbl, name) DO NOTHING")
+        self._execute(insert, (table, "", member_id), connection=connection)
+        stored = self._execute(f"SELECT member_id FROM {SQL_MEMBERS} WHERE tbl = ? AND name = ''",
+                               (table,), connection=connection).fetchone()[0]
+        self._execute(insert, (table, name, stored), connection=connection)
+        return stored
 
     # -- outcomes of a last resource (see federation.interfaces.OutcomeRecording) --
 

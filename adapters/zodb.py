@@ -85,6 +85,9 @@ class ZodbMember:
         self.read_only = read_only
         self.writable = False  # may get a catalog (see _setup_catalog)
         self.member_id = f"name:{name}"
+        #: Names the member had, that its catalog recorded (see ``Catalog.names``).
+        self.former_names: tuple[str, ...] = ()
+        self.name_recorded = False  # the catalog has this name (else the next write adds it)
         #: The federation's ``members_by_id``, kept current by :meth:`catalog_found`.
         self.federation_ids: dict[str, Any] | None = None
         self._fresh = False  # the storage had no transaction before we opened it
@@ -210,7 +213,9 @@ class ZodbMember:
         with self.db.transaction() as conn:
             catalog = getattr(conn.root(), CATALOG_ATTRIBUTE, None)
             if catalog is not None or not self.writable:
-                return check_catalog(self.name, catalog)
+                member_id = check_catalog(self.name, catalog)
+                self._read_names(catalog)
+                return member_id
             self.member_id = Catalog.new_member_id()
             if self._fresh:
                 conn.ensure_catalog()  # a new database: the catalog comes with its root
@@ -218,6 +223,18 @@ class ZodbMember:
                 log.info("Member %r has no federation catalog yet; the first transaction that "
                          "writes will add one.", self.name)
             return self.member_id
+
+    def _read_names(self, catalog: Any) -> None:
+        """Take the names the catalog recorded (a damaged record is ignored, and logged)."""
+        names = getattr(catalog, "names", None)
+        try:
+            recorded = [name for name in names or () if isinstance(name, str)]
+        except Exception as error:  # a damaged names index: old names then resolve no more
+            log.warning("Member %r: the catalog's names index cannot be read: %s", self.name,
+                        describe(error))
+            return
+        self.former_names = tuple(name for name in recorded if name != self.name)
+        self.name_recorded = self.name in recorded
 
     def catalog_found(self, catalog: Any) -> None:
         """A connection read ``catalog``: check it, and take its member id if it differs.

@@ -54,6 +54,7 @@ from federation.catalog import (
     CATALOG_ATTRIBUTE,
     UUID_ATTRIBUTE,
     Catalog,
+    Names,
     Stub,
     bump_generation,
     decode_entry,
@@ -190,6 +191,8 @@ class FederatedReader(ObjectReader):
         it stays a ghost.
         """
         unpickler = self._get_unpickler(pickle)
+        conn = self._conn
+        resolved = conn._zfed_stub_reads
         try:
             meta = unpickler.load()
             state = unpickler.load()
@@ -197,6 +200,8 @@ class FederatedReader(ObjectReader):
             raise
         except Exception as error:
             raise StateLoadError() from error
+        if conn._zfed_stub_reads != resolved:
+            conn._zfed_referrers[obj._p_oid] = None  # its state holds resolved targets
         klass = meta[0] if type(meta) is tuple else meta
         if klass is not type(obj) and isinstance(klass, type):
             self._conn._wrong_class(obj, klass)
@@ -250,13 +255,19 @@ class FederatedWriter(ObjectWriter):
         elif isinstance(obj, Unreachable):
             if obj.reference is not None:
                 return obj.reference
+            if obj.stub_oid is None:  # a foreign record's reference: no stub to keep
+                raise obj.error
             return binary(obj.stub_oid), Stub
         return super().persistent_id(obj)
 
     def _stub_reference(self, obj: Persistent, jar: FederatedConnection) -> tuple[Any, type]:
         own = self._jar
+        if jar.commit_style != "zodb":
+            jar.stable_member_id()  # a foreign member's id is stored before a stub names it
         tkey, entry = jar._target_entry(obj)
         stub_oid = own._find_stub(tkey)
+        if stub_oid is None:
+            stub_oid = self._stub_by_former_id(jar.member, tkey)
         if stub_oid is None:
             stable_id = jar.stable_id(obj)
             data = encode_entry(entry)
@@ -271,6 +282,19 @@ class FederatedWriter(ObjectWriter):
             own._zfed_ops_version += 1
         return binary(stub_oid), Stub
 
+    def _stub_by_former_id(self, member: Any, tkey: bytes) -> bytes | None:
+        """The stub naming the target of ``tkey`` by one of ``member``'s former ids, or None.
+
+        A foreign member named ``name:<name>`` before it kept a stable id;
+        the stubs made then still name the target: one stub per target.
+        """
+        rest = tkey.partition(b"\0")[2]
+        for former in getattr(member, "former_ids", ()):
+            stub_oid = self._jar._find_stub(former.encode() + b"\0" + rest)
+            if stub_oid is not None:
+                return stub_oid
+        return None
+
     def serialize(self, obj: Any) -> bytes:
         if type(obj) in _BUCKETS:
             return self._serialize_bucket(obj)
@@ -279,7 +303,7 @@ class FederatedWriter(ObjectWriter):
         # not the root, nor our own records (a Length keeps only its value: the
         # catalog's generation), nor anything before the catalog exists.
         if (jar._zfed_member.kind == "uuid" and obj._p_oid != z64
-                and not isinstance(obj, (Catalog, Stub, Length))
+                and not isinstance(obj, (Catalog, Names, Stub, Length))
                 and jar._catalog() is not None):
             jar._ensure_uuid(obj, on_store=True)
         return super().serialize(obj)
@@ -330,6 +354,10 @@ class FederatedConnection(Connection):
         self._zfed_forgot = False  # the caches were dropped in this transaction
         # Stub oid -> (connection, oid, class), valid while one manager holds this connection.
         self._zfed_resolved: dict[bytes, tuple[Any, bytes, type]] = {}
+        # Objects loaded with stub references resolved (oids, in load order), and how
+        # many stub references were resolved: see reload_referrers.
+        self._zfed_referrers: dict[bytes, None] = {}
+        self._zfed_stub_reads = 0
         # Stub oid -> (old target key, new target key, new key): renames to write on commit.
         self._zfed_retargets: dict[bytes, tuple[bytes, bytes, bytes]] = {}
         self._zfed_rewritten: list[bytes] = []  # records rewrite_record stored
@@ -406,7 +434,8 @@ class FederatedConnection(Connection):
         # undoes the transaction that made it: its index entries are gone too.
         oids = oids if isinstance(oids, (set, frozenset)) else set(oids)
         resolved = self._zfed_resolved
-        for oid in oids.intersection(resolved) if resolved else ():
+        rewritten = oids.intersection(resolved) if resolved else ()
+        for oid in rewritten:
             del resolved[oid]  # a stub we resolved was rewritten (or undone)
         stubs = self._zfed_stub_of_target
         if stubs and not oids.isdisjoint(stubs.values()):
@@ -417,15 +446,49 @@ class FederatedConnection(Connection):
         checked = self._zfed_uuid_checked
         for number in [number for number, oid in checked.items() if oid in oids]:
             del checked[number]
+        if rewritten:
+            self.reload_referrers()  # their loaded referrers read the stubs again
 
     def _zfed_generation_changed(self) -> None:
-        """Existing index entries changed (or may have): drop everything derived from them."""
+        """Existing index entries changed (or may have): drop everything derived from them.
+
+        Called at a transaction boundary (``newTransaction``): the objects
+        every connection of the manager loaded with stub references resolved
+        through the old entries are turned into ghosts too.
+        """
         self._zfed_drop_caches()
         self._zfed_catalog_obj = None  # found again, and its watched oids with it
         self._zfed_watch = None
         manager = self._zfed_manager
         if manager is not None:
             manager.forget_resolutions()
+            for jar in manager.jars.values():
+                jar.reload_referrers()
+        else:
+            self.reload_referrers()
+
+    def reload_referrers(self) -> None:
+        """Make the unchanged objects loaded with stub references ghosts (see ``Participant``).
+
+        ZODB invalidates an object when its record changes; the targets of
+        its stub references also depend on index entries (``stubs_by_oid``,
+        a ``uuid`` member's ``uuids``) that another process may rewrite
+        (reindex, the prune after a pack, a stub rewritten after a rename),
+        and on stub records.  Called at a transaction boundary when those
+        changed, so that loaded objects read their targets again.
+        """
+        referrers, self._zfed_referrers = self._zfed_referrers, {}
+        cache = self._cache
+        gone = []
+        for oid in referrers:
+            obj = cache.get(oid)
+            if obj is None:
+                continue
+            if obj._p_changed:
+                self._zfed_referrers[oid] = None  # changed in this transaction: kept
+            else:
+                gone.append(oid)
+        cache.invalidate(gone)
 
     def _zfed_watch_catalog(self, catalog: Catalog) -> None:
         """Remember the oids whose invalidation means ``catalog``'s entries changed."""
@@ -453,6 +516,10 @@ class FederatedConnection(Connection):
             self._zfed_uuid_checked = _newest(self._zfed_uuid_checked, limit // 2)
         if len(self._zfed_classes) > limit:
             self._zfed_classes = {}
+        if len(self._zfed_referrers) > limit:  # oids of objects the pickle cache dropped
+            cache = self._cache
+            self._zfed_referrers = dict.fromkeys(
+                oid for oid in self._zfed_referrers if cache.get(oid) is not None)
 
     def _zfed_reset_pending(self) -> None:
         # The index writes of this transaction, applied at vote (stubs, uuids,
@@ -496,6 +563,7 @@ class FederatedConnection(Connection):
         if catalog is None and self._zfed_member.writable:
             catalog = Catalog()
             catalog.member_id = self._zfed_member.member_id
+            catalog.names[self._zfed_member.name] = b""  # before it is stored: see _record_name
             self._zfed_catalog_obj = catalog
             root = self.get(z64)
             root._p_activate()
@@ -505,9 +573,48 @@ class FederatedConnection(Connection):
 
     def register(self, obj: Any) -> None:
         catalog = self._zfed_catalog_obj
-        if (catalog is None or catalog._p_oid is None) and self._zfed_member.writable:
-            self.ensure_catalog()  # before anything of this member is serialized
+        member = self._zfed_member
+        if member.writable:
+            if catalog is None or catalog._p_oid is None:
+                self.ensure_catalog()  # before anything of this member is serialized
+            if not member.name_recorded:
+                self._record_name()
+        if obj is not None and obj._p_oid in self._zfed_referrers:
+            self._zfed_read_generation()
         super().register(obj)
+
+    def _zfed_read_generation(self) -> None:
+        """Check, at commit, that no reindex changed the stub entries this transaction read.
+
+        A changed object is written with the targets it was loaded with; if
+        another process rewrote the entries they came from (a reindex bumps
+        the catalog's ``generation``) since this transaction began, the
+        commit raises a ``ConflictError`` (``readCurrent``), and the retry
+        reads the corrected targets.
+        """
+        catalog = self._catalog()
+        generation = getattr(catalog, "generation", None)
+        oid = getattr(generation, "_p_oid", None)
+        if oid is None or oid in self._readCurrent:
+            return
+        generation._p_activate()
+        self.readCurrent(generation)
+
+    def _record_name(self) -> None:
+        """Add the member's name to the catalog's ``names`` when this transaction votes.
+
+        References written under a name (reference text in foreign records,
+        stubs of a member without a catalog) still find the member after a
+        rename through this record.
+        """
+        name = self._zfed_member.name
+        if ("names", name) in self._zfed_index_ops:
+            return
+        if self.index_get("names", name) is not None:
+            self._zfed_member.name_recorded = True
+            return
+        self._zfed_index_ops["names", name] = b""
+        self._zfed_ops_version += 1
 
     # -- writing ------------------------------------------------------------
 
@@ -921,7 +1028,7 @@ class FederatedConnection(Connection):
             stored = [self._cache.get(oid) for oid in self._zfed_buffer.records]
             self._store_registered(meta, self._zfed_mark, [
                 obj for obj in stored
-                if isinstance(obj, (Catalog, *_BTREES_TYPES)) and obj._p_changed])
+                if isinstance(obj, (Catalog, Names, *_BTREES_TYPES)) and obj._p_changed])
         else:
             # Index records made by this transaction (a catalog created during
             # this commit) were stored before the entries were applied: again.
@@ -1098,6 +1205,7 @@ class FederatedConnection(Connection):
 
     def _resolve_stub(self, stub_oid: bytes) -> Any:
         """The target of the stub ``stub_oid`` (a ghost, or an ``Unreachable``)."""
+        self._zfed_stub_reads += 1
         resolved = self._zfed_resolved.get(stub_oid)
         if resolved is None:
             resolved = self._resolve_stub_entry(stub_oid)

@@ -20,6 +20,7 @@ from federation.coordinator import Coordinator
 from federation.databases import Databases
 from federation.errors import (
     ConfigurationError,
+    DanglingStub,
     FederationError,
     InDoubtTransactions,
     MemberOpenError,
@@ -31,7 +32,7 @@ from federation.errors import (
 from federation.foreign import ForeignMember
 from federation.interfaces import Adapter
 from federation.manager import Manager, thread_transaction_manager
-from federation.ref import check_member_name
+from federation.ref import MEMBER_ID, MEMBER_NAME, Ref, check_member_name, parse_ref_text
 
 
 class Federation:
@@ -177,6 +178,12 @@ class Federation:
         self._placement[cls if isinstance(cls, str) else _dotted(cls)] = member
 
     def _index_members(self) -> dict[str, ZodbMember | ForeignMember]:
+        """Members by id, by ``name:<name>``, and by ``name:<former name>``.
+
+        Former names (recorded in the member's own store, or given by the
+        setting ``former_names``) resolve references written before a
+        rename, unless a current member has that name.
+        """
         by_id: dict[str, ZodbMember | ForeignMember] = {}
         for member in self.members.values():
             other = by_id.get(member.member_id)
@@ -187,9 +194,43 @@ class Federation:
             by_id[member.member_id] = member
             by_id.setdefault(f"name:{member.name}", member)
         for member in self.members.values():
-            if isinstance(member, ZodbMember):
-                member.federation_ids = by_id  # a member id can change: see catalog_found
+            for former in member.former_names:
+                by_id.setdefault(f"name:{former}", member)
+            member.federation_ids = by_id  # a member id can change: see catalog_found
         return by_id
+
+    def member_for(self, name: str, member_id: str | None = None) -> ZodbMember | ForeignMember:
+        """The member a reference names by ``name`` and, if it has one, its stable id.
+
+        The id wins (the member may have been renamed since); without one,
+        the member of that name, else the member that had that name.  A
+        known name whose member is another database than the id says raises
+        :class:`~federation.DanglingStub`; an unknown one :class:`UnknownMember`.
+        """
+        by_id = self.members_by_id
+        if member_id is not None:
+            member = by_id.get(member_id)
+            if member is not None:
+                return member
+        member = self.members.get(name) or by_id.get(f"name:{name}")
+        if member is None:
+            raise UnknownMember(name, list(self.members))
+        if member_id is not None and member.available and not member.member_id.startswith(
+                "name:"):
+            raise DanglingStub(
+                f"A reference names member {name!r} (id {member_id}), but the member of that "
+                f"name is another database (id {member.member_id})."
+            )
+        return member
+
+    def ref_of_text(self, text: str) -> Ref:
+        """The :class:`Ref` that reference text of a foreign record names, by current name.
+
+        See :func:`federation.ref.ref_text` for the text.
+        """
+        ref, member_id = parse_ref_text(text)
+        member = self.member_for(ref.member, member_id)
+        return ref if member.name == ref.member else Ref(member.name, ref.kind, ref.key)
 
     def member(self, name: str) -> ZodbMember | ForeignMember:
         """The member called ``name``; ``UnknownMember`` if there is none."""
@@ -312,9 +353,17 @@ def _member_of(name: str, spec: Any) -> ZodbMember | ForeignMember:
     if isinstance(spec, Mapping):
         options = dict(spec)
         read_only = _setting(name, options, "read_only", bool, False)
+        former = _former_names(name, options)
         if "adapter" in options:
             factory = options.pop("adapter")
             adapter_options = options.pop("options", None)
+            member_id = options.pop("member_id", None)
+            if member_id is not None and not (isinstance(member_id, str)
+                                              and MEMBER_ID.fullmatch(member_id)):
+                raise ConfigurationError(
+                    f"Member {name!r}: the setting 'member_id' must be 1 to 64 letters, digits, "
+                    f"'_', '.' or '-', not {shorten(member_id)}."
+                )
             _no_more(name, options)
             if isinstance(factory, str):  # named in a configuration: see federation.plugins
                 factory = plugins.configured(name, factory, adapter_options)
@@ -328,7 +377,8 @@ def _member_of(name: str, spec: Any) -> ZodbMember | ForeignMember:
                     f"Member {name!r}: the setting 'options' goes with an adapter named by "
                     "text; call the adapter factory with its options instead."
                 )
-            return ForeignMember(name, _checked_factory(name, factory), read_only=read_only)
+            return ForeignMember(name, _checked_factory(name, factory), read_only=read_only,
+                                 member_id=member_id, former_names=former)
         source = options.pop("source", None)
         uri = options.pop("uri", None)
         if source is not None and uri is not None:
@@ -349,8 +399,10 @@ def _member_of(name: str, spec: Any) -> ZodbMember | ForeignMember:
             )
         if (not create or read_only) and kind in ZODB_KINDS:  # ZodbMember reports a bad kind
             _require_file(name, source, read_only)
-        return ZodbMember(name, source, kind=kind, read_only=read_only,
-                          database_name=database_name or _database_name(name, source))
+        member = ZodbMember(name, source, kind=kind, read_only=read_only,
+                            database_name=database_name or _database_name(name, source))
+        member.former_names = (*member.former_names, *former)
+        return member
     if callable(spec) and not isinstance(spec, (str, DB)) and not IStorage.providedBy(spec):
         return ForeignMember(name, _checked_factory(name, spec))  # an adapter factory
     return ZodbMember(name, literal_file_uri(name, spec) if isinstance(spec, str) else spec,
@@ -426,6 +478,18 @@ def _setting(name: str, options: dict[str, Any], setting: str, kind: type, defau
             f"{shorten(value)}."
         )
     return value
+
+
+def _former_names(name: str, options: dict[str, Any]) -> tuple[str, ...]:
+    """The setting ``former_names``: names the member had, that old references use."""
+    former = options.pop("former_names", ())
+    if isinstance(former, str) or not isinstance(former, (list, tuple)) or not all(
+            isinstance(item, str) and MEMBER_NAME.fullmatch(item) for item in former):
+        raise ConfigurationError(
+            f"Member {name!r}: the setting 'former_names' must be a list of member names, not "
+            f"{shorten(former)}."
+        )
+    return tuple(former)
 
 
 def _no_more(name: str, options: dict[str, Any]) -> None:

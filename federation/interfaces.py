@@ -216,6 +216,33 @@ class KeyLookup(Protocol):
 
 
 @runtime_checkable
+class MemberRecord(Protocol):
+    """What an adapter adds to keep its member's stable id and names in its own store.
+
+    Stubs in ZODB members and reference text in foreign records name a
+    member by its id, so that renaming the member in the configuration
+    breaks nothing; the names it had resolve references written under them
+    before it had an id.
+
+    - ``member_record()`` returns ``(id or None, names)`` as stored, reading
+      only (it runs when the federation opens, which never writes);
+    - ``record_member(name, member_id)`` stores ``member_id`` unless an id is
+      stored already, and ``name`` among the names, and returns
+      ``(stored id, durable)``: durable is False when the write had to join
+      the session's own open write transaction (it is then stored only if
+      that transaction commits, and is recorded again next time).
+
+    SQL members keep them in a table ``zfed_members`` created by the first
+    such write.  Without it (LDAP), a member is named ``name:<name>`` unless
+    the configuration gives it a ``member_id``.
+    """
+
+    def member_record(self) -> tuple[str | None, list[str]]: ...
+
+    def record_member(self, name: str, member_id: str) -> tuple[str, bool]: ...
+
+
+@runtime_checkable
 class OutcomeRecording(Protocol):
     """What an adapter without two-phase commit adds to be a recoverable last resource.
 
@@ -283,7 +310,10 @@ class Participant(Protocol):
 
     ``abort(txn)`` (a transaction aborted before its commit) and
     ``savepoint()`` are as in ``transaction``'s ``IDataManager``;
-    ``forget_resolutions()`` drops what the jar resolved from stub entries.
+    ``forget_resolutions()`` drops what the jar resolved from stub entries;
+    ``reload_referrers()``, called at a transaction boundary when stub
+    entries or stub records changed, turns the unchanged objects whose state
+    holds targets resolved through them back into ghosts.
     """
 
     member: Any
@@ -324,6 +354,8 @@ class Participant(Protocol):
 
     def forget_resolutions(self) -> None: ...
 
+    def reload_referrers(self) -> None: ...
+
 
 @runtime_checkable
 class ReferenceHolder(Protocol):
@@ -337,8 +369,9 @@ class ReferenceHolder(Protocol):
     ``references()``.
 
     - ``references()`` yields ``(key, text)`` for every reference held by
-      every record of the member: the record's key and the ``Ref`` text
-      (``member:kind:key``).  Empty values are left out.  It reads the
+      every record of the member: the record's key and the reference text
+      (``member@id:kind:key``, or ``member:kind:key`` without an id; see
+      :func:`federation.ref.ref_text`).  Empty values are left out.  It reads the
       committed records, in as few round trips as the backend allows, and
       raises :class:`federation.MemberUnavailable` when the server cannot be
       reached.
@@ -364,6 +397,8 @@ class FederationView(Protocol):
     journal_queue: Any
 
     def member(self, name: str) -> Any: ...
+
+    def ref_of_text(self, text: str) -> Any: ...
 
     def journal_member(self) -> Any: ...
 

@@ -162,7 +162,7 @@ class Manager:
         ``uid`` for an LDAP member) is resolved by the adapter, with a search.
         """
         if isinstance(ref, str):
-            ref = Ref.parse(ref)
+            ref = self.federation.ref_of_text(ref)  # a foreign record's text too (member@id:...)
         return self._get(ref.member, ref.kind, ref.key)
 
     def _get(self, name: str, kind: str, key: Any) -> Any:

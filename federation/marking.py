@@ -56,6 +56,7 @@ from federation.errors import (
     FederationError,
     InvalidKey,
     MemberUnavailable,
+    UnknownMember,
 )
 from federation.interfaces import ReferenceHolder
 from federation.records import index_records, is_stub, listed_records, stub_data
@@ -456,15 +457,15 @@ class Marker:
     def _foreign_reference(self, source: str, key: Any, text: str) -> None:
         holder = f"key {key!s}"
         try:
-            ref = Ref.parse(text)
+            ref = self.federation.ref_of_text(text)
+        except UnknownMember as error:
+            self.dangling.append(Dangling(source, holder, text,
+                                          f"the federation has no member {error.member!r}"))
+            return
         except (InvalidKey, FederationError) as error:
             self.dangling.append(Dangling(source, holder, repr(text), str(error)))
             return
-        member = self.federation.members.get(ref.member)
-        if member is None:
-            self.dangling.append(Dangling(source, holder, text,
-                                          f"the federation has no member {ref.member!r}"))
-            return
+        member = self.federation.members[ref.member]
         if ref.member in self.views and ref.kind != member.kind:
             self.dangling.append(Dangling(source, holder, text,
                                           f"member {ref.member!r} has {member.kind} keys"))

@@ -203,6 +203,8 @@ def _member_settings(where: str, specs: dict[str, dict[str, Any]], member: Any,
             f"{', '.join(specs)})."
         )
     specs[name].update(key=member.key, read_only=member.read_only, create=member.create)
+    if member.former_names:
+        specs[name]["former_names"] = list(member.former_names)
 
 
 def _require_files(name: str, spec: dict[str, Any], database: ZODBDatabase) -> None:
@@ -242,8 +244,13 @@ def _foreign_spec(name: str, foreign: Any, base: Path) -> dict[str, Any]:
             raise ConfigurationError(f"Member {name!r}: the option {key!r} is given twice.")
         options[key] = {item: _value(values) for item, values in table.items.items()}
     factory = plugins.factory_named(name, foreign.adapter)
-    return {"adapter": foreign.adapter, "read_only": foreign.read_only,
+    spec = {"adapter": foreign.adapter, "read_only": foreign.read_only,
             "options": plugins.resolve_paths(name, factory, options, base)}
+    if foreign.member_id is not None:
+        spec["member_id"] = foreign.member_id
+    if foreign.former_names:
+        spec["former_names"] = list(foreign.former_names)
+    return spec
 
 
 def _value(values: list[str]) -> str | list[str]:

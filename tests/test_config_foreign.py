@@ -199,3 +199,15 @@ def test_relative_file_uri_resolves_against_the_configuration(tmp_path, monkeypa
     with federation.open_config(config):
         pass
     assert (data / "main.fs").exists() and not (tmp_path / "data").exists()
+
+
+def test_foreign_member_id_and_former_names_in_toml(tmp_path):
+    """A foreign member's table takes member_id and former_names (see Renaming members)."""
+    person_table(tmp_path)
+    config = tmp_path / "federation.toml"
+    config.write_text(SQLITE_MEMBER.replace(
+        'adapter = "sqlite"\n',
+        'adapter = "sqlite"\nmember_id = "people-1"\nformer_names = ["persons"]\n'))
+    with federation.open_config(config) as fed:
+        assert fed.member("people").member_id == "people-1"
+        assert "persons" in fed.member("people").former_names

@@ -272,3 +272,20 @@ def test_member_settings_of_a_database_name_with_capitals(tmp_path):
     with federation.open_config(config) as fed:
         assert list(fed.members) == ["Main"]
         assert fed.member("Main").kind == "uuid"
+
+
+def test_renamed_members_settings(tmp_path):
+    """<member> and <foreign> take the names a member had (former-name) and a foreign
+    member's stable id (member-id), as TOML's former_names and member_id."""
+    (tmp_path / "var").mkdir()
+    config = tmp_path / "federation.conf"
+    config.write_text(FEDERATED.replace(
+        "  <member people>\n", "  <member people>\n    former-name persons\n    former-name folk\n"
+    ).replace(
+        "    adapter sqlite\n", "    adapter sqlite\n    member-id readers-1\n"
+        "    former-name readers_old\n"))
+    members, _placement = federation.read_config(config)
+    assert members["people"]["former_names"] == ["persons", "folk"]
+    assert members["readers"]["member_id"] == "readers-1"
+    assert members["readers"]["former_names"] == ["readers_old"]
+    assert "former_names" not in members["main"] and "member_id" not in members["main"]
