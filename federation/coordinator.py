@@ -201,6 +201,7 @@ class _Plan:
         joined = coordinator.joined
         participants = [jar for jar in joined if jar.has_writes()]
         idle = [jar for jar in joined if jar not in participants]
+        _refuse_shared_locks(participants)
         plan = cls(coordinator, participants, idle)
         last = [jar for jar in participants if jar.commit_style == "last_resource"]
         if len(last) > 1:
@@ -209,7 +210,6 @@ class _Plan:
                 f"Members {names} lack two-phase commit; one transaction can change only one "
                 "such member. Nothing was written."
             )
-        _refuse_shared_locks(participants)
         if any(jar.commit_style == "zodb" for jar in participants):
             plan.federation.check_journals()
         if len(participants) > 1:
@@ -343,19 +343,17 @@ class _Plan:
 
 
 def _refuse_shared_locks(participants: list[Participant]) -> None:
-    """Refuse two ZODB participants of one member: the second would wait forever for the
-    commit lock of its storage, which the first holds (two managers on one transaction
-    manager)."""
+    """Refuse two participants of one member (two managers on one transaction manager):
+    the second ZODB branch would wait forever for the commit lock of its storage, which
+    the first holds, and a SQL branch for the locks the first one's rows hold."""
     seen: set[int] = set()
     for jar in participants:
-        if jar.commit_style != "zodb":
-            continue  # a foreign member's branches take locks of their own
         if id(jar.member) in seen:
             raise FederationError(
                 f"Member {jar.member_name!r} was changed through two of its connections in "
                 "this transaction (two federation managers on one transaction manager, say "
-                "Federation.open() and db.open()), which ZODB cannot commit together; make "
-                "the changes through one manager. Nothing was written."
+                "Federation.open() and db.open()), which cannot commit together; make the "
+                "changes through one manager. Nothing was written."
             )
         seen.add(id(jar.member))
 

@@ -23,8 +23,8 @@ coordinator of the transaction manager (``Federation.coordinator_for``),
 which managers opened with ``Federation.open`` on the same transaction
 manager share: their changes commit in the same two-phase commit, but
 their objects are their own, and changes to one member through two of
-them are refused at commit (ZODB cannot commit two connections of one
-storage together).
+them are refused at commit (two branches of one member would wait for
+each other's locks).
 """
 
 from __future__ import annotations

@@ -191,6 +191,26 @@ def test_one_member_changed_through_two_managers_is_refused_not_hung(fed):
         assert not {"a", "b"} & set(conn.root())
         assert "c" not in conn.get_connection("notes").root()
 
+def test_one_foreign_member_changed_through_two_managers_is_refused(tmp_path, uris):
+    """A foreign member changed through two managers on one transaction manager: refused at
+    commit in one sentence naming it (SQLite said "Members 'people', 'people' lack two-phase
+    commit"; a PostgreSQL member's second branch waited forever for the row lock of the
+    first)."""
+    from tests.test_adapter_sqlite import seeder
+
+    people, path = make_member(tmp_path, "people")
+    seeder(path)(1, {"name": "Ada"})
+    tm = transaction.TransactionManager()
+    with federation.open({"main": uris["main"], "people": people}) as fed, \
+            fed.open(tm) as first, fed.open(tm) as second:
+        first.get("people:integer:1").email = "ada@first"
+        second.get("people:integer:1").email = "ada@second"
+        with pytest.raises(federation.FederationError) as caught:
+            tm.commit()
+        assert "Member 'people'" in one_sentence(caught.value)
+        tm.abort()
+        assert first.get("people:integer:1").email is None
+
 def test_members_whose_storages_share_a_sort_key_commit_together():
     """Two memory:// members (MappingStorages, whose sortKey is the same default name) are
     two storages: a transaction over both commits, not refused as one member twice."""
