@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import transaction
+from ZODB.broken import Broken, find_global
 from ZODB.POSException import POSKeyError
 from ZODB.utils import u64, z64
 
@@ -48,7 +49,7 @@ from federation.errors import (
     UnknownMember,
     describe,
 )
-from federation.records import STUB_CLASS, is_stub, record_class, stub_data
+from federation.records import STUB_CLASS, is_stub, record_class, record_uuid, stub_data
 
 #: How many records one transaction rewrites by default.
 BATCH = 500
@@ -274,9 +275,19 @@ class _Plan:
         except MemberUnavailable:
             return f"references to member {member_name!r}, which is unavailable"
         try:
-            jar.member.db.storage.load(ref.oid)
+            record = jar.member.db.storage.load(ref.oid)[0]
         except POSKeyError:
             return f"references to objects missing from member {member_name!r}"
+        if jar.member.kind == "uuid" and record_uuid(record) is None:
+            module, name = record_class(record)
+            if issubclass(find_global(module, name), Broken):
+                raise MigrationError(
+                    f"Member {member_name!r}: the object with oid {u64(ref.oid)}, which "
+                    f"member {self.name!r} references, needs a UUID, and its class "
+                    f"{module}.{name} cannot be imported here to write one; run zfed migrate "
+                    f"where the application's classes are importable; nothing of member "
+                    f"{self.name!r} was rewritten."
+                )
         return None
 
     def _native_pid(self, stub_oid: bytes) -> Any:

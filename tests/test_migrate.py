@@ -347,6 +347,33 @@ def test_records_of_classes_that_cannot_be_imported(folder: Path, tmp_path: Path
         sys.modules.pop("gone_app", None)
 
 
+def test_a_uuid_target_of_a_class_that_cannot_be_imported(folder: Path, tmp_path: Path):
+    """A reference into a uuid member whose target has no UUID yet and a class this
+    process cannot import: MigrationError naming the member, the oid and the class,
+    before anything is written (it said the referrer could not be rewritten, because
+    a broken object cannot be given a UUID)."""
+    module = tmp_path / "gone_target.py"
+    module.write_text("from persistent import Persistent\nclass Gone(Persistent):\n    pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import gone_target
+        with native(folder) as roots:
+            roots["other"]["gone"] = gone_target.Gone()
+        with native(folder) as roots:
+            roots["main"]["to_gone"] = Item("holder", link=roots["other"]["gone"])
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("gone_target", None)
+    module.unlink()
+    path = config(folder)
+    path.write_text(path.read_text() + 'key = "uuid"\n')
+    before = native_counts(folder)
+    with federation.open_config(path) as fed, pytest.raises(
+            MigrationError, match=r"Member 'other': the object with oid \d+, which member "
+                                  r"'main' references, .* gone_target\.Gone cannot be imported"):
+        fed.migrate()
+    assert native_counts(folder) == before
+
 def test_stub_records_are_plain_zodb(folder: Path):
     """What migration adds to a member is stub records and the catalog, which ZODB loads."""
     _zfed("migrate", str(config(folder)))
