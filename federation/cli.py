@@ -33,7 +33,8 @@ class _Commands(click.Group):
 def main(ctx: click.Context) -> None:
     """zodb-federation: several databases used as one graph of persistent objects.
 
-    CONFIG is a federation's TOML configuration file (docs/operations.md).
+    CONFIG is a federation's configuration file, in TOML or ZODB's ZConfig format
+    (docs/operations.md).
     """
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())

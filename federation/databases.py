@@ -22,7 +22,9 @@ together, with their caches.  The manager joins the federation's commit
 coordinator of the transaction manager (``Federation.coordinator_for``),
 which managers opened with ``Federation.open`` on the same transaction
 manager share: their changes commit in the same two-phase commit, but
-their objects are their own.
+their objects are their own, and changes to one member through two of
+them are refused at commit (two branches of one member would wait for
+each other's locks).
 """
 
 from __future__ import annotations

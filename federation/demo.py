@@ -24,6 +24,7 @@ import transaction
 from persistent import Persistent
 
 import federation
+from federation.errors import ConfigurationError, shorten
 from federation.split import Split, SplitObject
 
 BOOKS = [
@@ -112,11 +113,23 @@ refs = { favourite = "favourite" }
 
 
 def write_config(directory: Path) -> Path:
-    """Write the demo's configuration (and its SQLite table) in ``directory``; its path."""
+    """Write the demo's configuration (and its SQLite table) in ``directory``; its path.
+
+    A ``federation.toml`` there that is not the demo's is refused, untouched.
+    """
+    config = directory / CONFIG_NAME
+    try:
+        existing = config.read_text(encoding="utf-8") if config.exists() else CONFIG
+    except (OSError, ValueError) as error:
+        existing = f"unreadable: {error}"
+    if existing != CONFIG:
+        raise ConfigurationError(
+            f"{shorten(str(config))} exists and is not the demo's configuration; run the "
+            "demo in another directory."
+        )
     with contextlib.closing(sqlite3.connect(directory / "readers.sqlite")) as db, db:
         db.execute("CREATE TABLE IF NOT EXISTS reader "
                    "(id INTEGER PRIMARY KEY, name TEXT NOT NULL, favourite TEXT)")
-    config = directory / CONFIG_NAME
     config.write_text(CONFIG, encoding="utf-8")
     return config
 

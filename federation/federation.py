@@ -7,8 +7,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
+from urllib.parse import unquote, urlsplit
 
 from ZODB.DB import DB
 from ZODB.interfaces import IStorage
@@ -334,6 +333,10 @@ def _dotted(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+#: The database name ``ZODB.DB`` gives a database when it is told none.
+ZODB_DEFAULT_NAME = "unnamed"
+
+
 def _make_member(name: str, spec: Any) -> ZodbMember | ForeignMember:
     """The member ``spec`` describes; any failure is a ``FederationError`` naming it."""
     try:
@@ -383,20 +386,59 @@ def _member_of(name: str, spec: Any) -> ZodbMember | ForeignMember:
         source = source if source is not None else uri
         if source is None:
             raise ConfigurationError(f"Member {name!r} has no 'uri' or 'source'.")
+        if isinstance(source, str):
+            source = literal_file_uri(name, source)
         kind = _setting(name, options, "key", str, "integer")
         create = _setting(name, options, "create", bool, True)
         database_name = _setting(name, options, "database_name", str, "") or None
         _no_more(name, options)
-        resolvers.get(kind)
+        if kind not in resolvers.kinds():
+            raise ConfigurationError(
+                f"Member {name!r}: the setting 'key' names {shorten(kind)}, which is no "
+                f"registered key kind ({', '.join(resolvers.kinds())})."
+            )
         if (not create or read_only) and kind in ZODB_KINDS:  # ZodbMember reports a bad kind
             _require_file(name, source, read_only)
         member = ZodbMember(name, source, kind=kind, read_only=read_only,
-                            database_name=database_name)
+                            database_name=database_name or _database_name(name, source))
         member.former_names = (*member.former_names, *former)
         return member
     if callable(spec) and not isinstance(spec, (str, DB)) and not IStorage.providedBy(spec):
         return ForeignMember(name, _checked_factory(name, spec))  # an adapter factory
-    return ZodbMember(name, spec)
+    return ZodbMember(name, literal_file_uri(name, spec) if isinstance(spec, str) else spec,
+                      database_name=_database_name(name, spec))
+
+
+def _database_name(name: str, source: Any) -> str | None:
+    """The member name for a ``ZODB.DB`` of no multi-database still called by ZODB's
+    default name (no native reference names it, and two such would clash); else None:
+    the member's own rule (see ``ZodbMember``)."""
+    if (isinstance(source, DB) and source.database_name == ZODB_DEFAULT_NAME
+            and len(source.databases) <= 1):
+        return name
+    return None
+
+
+def literal_file_uri(name: str, uri: str) -> str:
+    """``uri`` as zodburi must read it: a ``file://`` URI's path percent-decoded.
+
+    A ``file://`` URI percent-encodes its path (``Path.as_uri()``,
+    ``path =`` in a configuration), but zodburi opens the path as it is
+    written: ``my%20data.fs``, a new empty database beside ``my data.fs``.
+    A path with ``#`` or ``?`` cannot be written for zodburi at all, and is
+    refused.  Other URIs are returned as they are.
+    """
+    parts = urlsplit(uri)
+    if parts.scheme != "file":
+        return uri
+    path = unquote(parts.netloc + parts.path)  # zodburi: a relative path is the netloc
+    if "#" in path or "?" in path:
+        raise ConfigurationError(
+            f"Member {name!r}: the file {shorten(path)} has a '#' or '?' in its path, which "
+            "a file:// URI cannot give to zodburi; rename it, or open its FileStorage "
+            "yourself and give the storage."
+        )
+    return f"file://{path}" + (f"?{parts.query}" if parts.query else "")
 
 
 def _require_file(name: str, source: Any, read_only: bool) -> None:
@@ -404,11 +446,12 @@ def _require_file(name: str, source: Any, read_only: bool) -> None:
     if not isinstance(source, str):
         return
     parts = urlsplit(source)
-    if parts.scheme == "file" and not Path(url2pathname(parts.path)).exists():
+    path = parts.netloc + parts.path  # as zodburi opens it (see literal_file_uri)
+    if parts.scheme == "file" and not Path(path).exists():
         remedy = ("a read-only member is never created" if read_only else
                   "fix the path, or set 'create = true' for the member to create it")
         raise ConfigurationError(
-            f"Member {name!r}: the file {url2pathname(parts.path)!r} does not exist; {remedy}."
+            f"Member {name!r}: the file {path!r} does not exist; {remedy}."
         )
 
 

@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import transaction
+from ZODB.broken import Broken, find_global
 from ZODB.POSException import POSKeyError
 from ZODB.utils import u64, z64
 
 from federation import maintenance, native, repickle
-from federation.catalog import Stub, decode_entry
+from federation.catalog import bump_generation, decode_entry, target_key
 from federation.errors import (
     DanglingStub,
     MemberUnavailable,
@@ -48,7 +49,7 @@ from federation.errors import (
     UnknownMember,
     describe,
 )
-from federation.records import STUB_CLASS, is_stub, record_class, stub_data
+from federation.records import STUB_CLASS, is_stub, record_class, record_uuid, stub_data
 
 #: How many records one transaction rewrites by default.
 BATCH = 500
@@ -107,20 +108,39 @@ def migrate(federation: Any, *, to_native: bool = False, batch: int = BATCH,
     if not isinstance(batch, int) or batch < 1:
         raise MigrationError(f"The batch size must be a positive number of records, not "
                              f"{batch!r}.")
-    names = list(federation.members) if members is None else list(members)
-    names = [name for name in names  # UnknownMember; foreign members hold no ZODB records
-             if getattr(federation.member(name), "database_name", None) is not None]
+    if members is None:  # foreign members hold no ZODB records
+        names = [name for name, member in federation.members.items()
+                 if getattr(member, "database_name", None) is not None]
+    else:
+        names = list(members)
+        for name in names:
+            if getattr(federation.member(name), "database_name", None) is None:  # UnknownMember
+                raise MigrationError(f"Member {name!r} is a foreign member: it holds no ZODB "
+                                     "records to migrate.")
     for name in names:
         member = federation.members[name]
         if not member.available:  # before anything is written
             raise MemberUnavailable(name, cause=member.error)
-    report = MigrationReport()
-    report.dry_run, report.to_native = dry_run, to_native
     step = hook if hook is not None else _no_hook
-    for name in names:
-        report[name] = _migrate_member(federation, name, to_native, batch, dry_run,
-                                       progress, step)
+    results = {}
+    # Read-only members first: one with references to rewrite is refused before any
+    # other member is written.
+    for name in sorted(names, key=lambda name: not federation.members[name].read_only):
+        results[name] = _migrate_member(federation, name, to_native, batch, dry_run,
+                                        progress, step)
+    report = MigrationReport((name, results[name]) for name in names)
+    report.dry_run, report.to_native = dry_run, to_native
     return report
+
+
+def _unindex(jar: Any, entries: list[tuple[str, bytes]]) -> None:
+    """Drop the index entries ``(index, key)`` in this transaction (see
+    :meth:`_Plan.unreferenced_stubs`)."""
+    if entries:
+        for index, key in entries:
+            jar.index_later(index, key, None)
+        bump_generation(jar.ensure_catalog())  # other connections drop what they cached
+        jar._zfed_forget()  # and so does this one (as maintenance.reindex)
 
 
 def _no_hook(step: str) -> None:
@@ -134,19 +154,22 @@ def _migrate_member(federation: Any, name: str, to_native: bool, batch: int, dry
     with federation.open(tm) as conn:
         plan = _Plan(federation, conn, name, to_native)
         todo = plan.scan(result, progress)
-        if dry_run or not todo:
-            tm.abort()
-            return result
         jar = conn.jar(name)
-        if jar.member.read_only:
+        if jar.member.read_only and todo and not dry_run:
             raise MigrationError(f"Member {name!r} is read-only; its {len(todo)} record(s) "
                                  "with references to migrate cannot be rewritten.")
-        for start in range(0, len(todo), batch):
+        unreferenced = [] if dry_run or jar.member.read_only else plan.unreferenced_stubs()
+        if dry_run or not (todo or unreferenced):
+            tm.abort()
+            return result
+        for start in range(0, max(len(todo), 1), batch):
             chunk = todo[start:start + batch]
             for attempt in tm.attempts():
                 with attempt:
                     for oid in chunk:
                         jar.rewrite_record(oid, plan.rewriter(oid, step))
+                    if start + batch >= len(todo):  # the last batch
+                        _unindex(jar, unreferenced)
                     tm.get().note(f"zfed migrate: {len(chunk)} record(s) of member {name}")
             result.transactions += 1
             step("committed")
@@ -198,6 +221,27 @@ class _Plan:
             progress(f"scan {self.name}", done, done)
         return todo
 
+    def unreferenced_stubs(self) -> list[tuple[str, bytes]]:
+        """``to_native``: the index entries of the stubs no record references once the
+        run is done, as ``(index, key)``; else none.
+
+        Their records are then garbage for any pack, ZODB's own included.
+        Kept in the indexes, the next reference to one of their targets would
+        reuse a stub that such a pack removed, and name nothing; it gets a new
+        stub instead.
+        """
+        entries = []
+        for oid, entry in self.stubs.items():
+            if isinstance(self._targets.get(oid), str):
+                continue  # references to it stay
+            member_id, _member_name, kind, key, _module, _name = decode_entry(entry)
+            tkey = target_key(member_id, kind, key)
+            if self.jar.index_get("stubs_by_target", tkey) == oid:  # not another stub's
+                entries.append(("stubs_by_target", tkey))
+            entries.extend((index, oid) for index in ("stubs_by_oid", "stable_ids")
+                           if self.jar.index_get(index, oid) is not None)
+        return entries
+
     def _count(self, record: bytes, left: Counter[str]) -> int:
         """How many references of ``record`` change; those that stay go to ``left``."""
         oids, natives = native.references(record)
@@ -231,9 +275,19 @@ class _Plan:
         except MemberUnavailable:
             return f"references to member {member_name!r}, which is unavailable"
         try:
-            jar.member.db.storage.load(ref.oid)
+            record = jar.member.db.storage.load(ref.oid)[0]
         except POSKeyError:
             return f"references to objects missing from member {member_name!r}"
+        if jar.member.kind == "uuid" and record_uuid(record) is None:
+            module, name = record_class(record)
+            if issubclass(find_global(module, name), Broken):
+                raise MigrationError(
+                    f"Member {member_name!r}: the object with oid {u64(ref.oid)}, which "
+                    f"member {self.name!r} references, needs a UUID, and its class "
+                    f"{module}.{name} cannot be imported here to write one; run zfed migrate "
+                    f"where the application's classes are importable; nothing of member "
+                    f"{self.name!r} was rewritten."
+                )
         return None
 
     def _native_pid(self, stub_oid: bytes) -> Any:
@@ -273,9 +327,10 @@ class _Plan:
         return rewrite
 
     def _replace(self, pid: Any) -> Any:
-        if self.to_native:
-            if isinstance(pid, tuple) and len(pid) == 2 and _is_stub_class(pid[1]):
-                target = self._native_pid(pid[0])
+        if self.to_native:  # as _count: any reference to a stub record, bare oids included
+            oid = native.local_oid(pid)
+            if oid in self.stubs:
+                target = self._native_pid(oid)
                 if not isinstance(target, str):
                     return target
             return pid
@@ -287,7 +342,3 @@ class _Plan:
             return ref.oid if ref.form == "n" else (ref.oid, pid[1][2])
         return self.jar.stub_reference(jar.get(ref.oid))
 
-
-def _is_stub_class(klass: Any) -> bool:
-    spelled = vars(klass).get("_zfed_global") if isinstance(klass, type) else None
-    return spelled == STUB_CLASS or klass is Stub

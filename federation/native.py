@@ -54,15 +54,24 @@ def references(record: bytes) -> tuple[list[bytes], list[NativeRef]]:
     oids: list[bytes] = []
     natives: list[NativeRef] = []
     for pid in pids:
-        if isinstance(pid, tuple):
-            oids.append(_oid(pid[0]))
-        elif isinstance(pid, (bytes, str)):
-            oids.append(_oid(pid))
+        oid = local_oid(pid)
+        if oid is not None:
+            oids.append(oid)
         else:
             native = as_native(pid)
             if native is not None:
                 natives.append(native)
     return oids, natives
+
+
+def local_oid(pid: Any) -> bytes | None:
+    """The oid a persistent id names in its own database (``(oid, class)`` or a bare
+    oid, as ZODB writes a reference to an object whose class it cannot import), or None."""
+    if isinstance(pid, tuple):
+        return _oid(pid[0])
+    if isinstance(pid, (bytes, str)):
+        return _oid(pid)
+    return None
 
 
 def as_native(pid: Any) -> NativeRef | None:

@@ -1,7 +1,8 @@
 """``zfed serve``: a federation's file members served over ZEO to several processes.
 
 One ZEO server (``ZEO.StorageServer``) listens on one address and serves
-one storage per file member (``path =`` or ``file://``), named after the
+one storage per file member (``path =``, ``file://``, or a ZConfig
+``<filestorage>`` section), named after the
 member.  :meth:`FederationServer.client_config` is the configuration its
 clients use: the same members, each with a ``zeo://host:port?storage=NAME``
 URI, its key kind and read-only flag, and the same placement.  Members that
@@ -25,13 +26,15 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import ZODB.config
 import zodburi
 from ZEO.asyncio.server import Acceptor
 from ZEO.StorageServer import StorageServer
 
+from federation import zconfig
 from federation.config import read_config
 from federation.errors import ConfigurationError, FederationError
-from federation.federation import Federation
+from federation.federation import Federation, literal_file_uri
 from federation.redact import MASK, has_secret, redact
 
 #: Hosts that mean "every interface": clients are told the machine's name instead.
@@ -56,7 +59,8 @@ class FederationServer:
         self.served = sorted(name for name, table in self.members.items() if _is_file(table))
         if not self.served:
             raise ConfigurationError(
-                f"{str(self.config)!r} has no file members (path = or file://) to serve."
+                f"{str(self.config)!r} has no file members (path =, file:// or a ZConfig "
+                "<filestorage>) to serve."
             )
         self.address: tuple[str, int] | None = None
         self._server: StorageServer | None = None
@@ -211,16 +215,25 @@ def _carries_secret(table: dict[str, Any]) -> bool:
 
 
 def _is_file(table: dict[str, Any]) -> bool:
+    """Whether a member is a FileStorage: a ``file://`` URI, or a ZConfig ``<filestorage>``."""
     uri = table.get("uri", table.get("source"))
-    return isinstance(uri, str) and urlsplit(uri).scheme == "file"
+    if not isinstance(uri, str):
+        return False
+    if urlsplit(uri).scheme == zconfig.SCHEME:
+        return isinstance(zconfig.storage_section(uri), ZODB.config.FileStorage)
+    return urlsplit(uri).scheme == "file"
 
 
 def _open_storage(name: str, table: dict[str, Any]) -> Any:
     """The storage of a file member, read-only if the member is."""
-    uri = table.get("uri", table.get("source"))
+    uri = literal_file_uri(name, table.get("uri", table.get("source")))
     parts = urlsplit(uri)
     query = dict(parse_qsl(parts.query))
-    if query.get("blobstorage_dir"):
+    if parts.scheme == zconfig.SCHEME:
+        blobs = getattr(zconfig.storage_section(uri).config, "blob_dir", None)
+    else:
+        blobs = query.get("blobstorage_dir")
+    if blobs:
         raise ConfigurationError(
             f"Member {name!r} keeps blobs, which zfed serve does not serve; serve it with "
             "runzeo and give the federation its zeo:// URI."

@@ -194,6 +194,9 @@ def _relative_to(base: str, check: Callable[[str], Any]) -> Callable[[str], Any]
 def _member_settings(where: str, specs: dict[str, dict[str, Any]], member: Any,
                      databases: list[ZODBDatabase]) -> None:
     name = member.getSectionName()
+    if name not in specs:  # ZConfig folds section names to lower case, not database names
+        folded = [each for each in specs if each.lower() == name]
+        name = folded[0] if len(folded) == 1 else name
     if name not in specs:
         raise ConfigurationError(
             f"{where}: <member {name}> names no <zodb> section (members: "
@@ -271,16 +274,8 @@ def _placement(where: str, lines: list[str]) -> dict[str, str]:
 def resolve_uri(uri: str) -> tuple[Callable[[], Any], dict[str, Any]]:
     """zodburi's resolver of ``zfedconfig://FILE[?read_only=1]#MEMBER``: the storage of the
     ``<zodb>`` section that is the member ``MEMBER`` of the ZConfig file ``FILE``."""
-    parts = urlsplit(uri)
-    path = Path(unquote(parts.path))
-    name = unquote(parts.fragment)
-    config = _load(path)
-    found = [db for db in config.databases
-             if isinstance(db, ZODBDatabase) and member_name(db) == name]
-    if not found:
-        raise ConfigurationError(f"{shorten(str(path))} has no <zodb> section named {name!r}.")
-    section = found[0].config
-    if dict(parse_qsl(parts.query)).get("read_only") == "1":
+    section = _section(uri)
+    if dict(parse_qsl(urlsplit(uri).query)).get("read_only") == "1":
         for storage in _storages(section.storage):
             if hasattr(storage.config, "read_only"):
                 storage.config.read_only = True
@@ -291,6 +286,24 @@ def resolve_uri(uri: str) -> tuple[Callable[[], Any], dict[str, Any]]:
                             "large_record_size")
             if getattr(section, setting, None) is not None}
     return section.storage.open, dbkw
+
+
+def storage_section(uri: str) -> Any:
+    """The storage section (a ``ZODB.config`` opener such as ``FileStorage``) of the
+    member a ``zfedconfig://`` URI names; read afresh, nothing is opened."""
+    return _section(uri).storage
+
+
+def _section(uri: str) -> Any:
+    """The ``<zodb>`` section of the member a ``zfedconfig://`` URI names."""
+    parts = urlsplit(uri)
+    path = Path(unquote(parts.path))
+    name = unquote(parts.fragment)
+    found = [db for db in _load(path).databases
+             if isinstance(db, ZODBDatabase) and member_name(db) == name]
+    if not found:
+        raise ConfigurationError(f"{shorten(str(path))} has no <zodb> section named {name!r}.")
+    return found[0].config
 
 
 def zodb_uri(path: Path, member: str, *, read_only: bool = False) -> str:

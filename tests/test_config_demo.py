@@ -80,3 +80,18 @@ def test_serve_the_demo(demo_config, tmp_path):
             assert fed.member("readers").kind == "integer"
     finally:
         server.close()
+
+
+def test_demo_keeps_a_configuration_of_ones_own(tmp_path):
+    """zfed demo in a directory whose federation.toml is not the demo's refuses, in one
+    sentence, and leaves the file and the directory as they were."""
+    mine = '[members.main]\npath = "Data.fs"\n'
+    (tmp_path / "federation.toml").write_text(mine)
+    result = CliRunner().invoke(main, ["demo", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1
+    assert "federation.toml" in result.output
+    assert (tmp_path / "federation.toml").read_text() == mine
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["federation.toml"]
+    assert CliRunner().invoke(main, ["demo", str(tmp_path / "demo")]).exit_code == 0
+    assert CliRunner().invoke(main, ["demo", str(tmp_path / "demo")]).exit_code == 0  # again

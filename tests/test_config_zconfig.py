@@ -238,6 +238,9 @@ def test_read_only_member(tmp_path):
          "<federation>\n<member a>\nkey dn\n</member>\n</federation>\n",
          r"Member 'a': a ZODB member is referred to by integer or uuid keys, not 'dn'"),
         ("%import federation\n<zodb a>\n<mappingstorage>\n</mappingstorage>\n</zodb>\n"
+         "<federation>\n<member a>\nkey UUID\n</member>\n</federation>\n",
+         r"Member 'a': the setting 'key' names 'UUID', which is no registered key kind"),
+        ("%import federation\n<zodb a>\n<mappingstorage>\n</mappingstorage>\n</zodb>\n"
          "<federation>\n<foreign b>\nadapter sqlite\ncolour red\n</foreign>\n</federation>\n",
          r"Member 'b': the option 'path' is required"),
         ("%import federation\n<zodb a>\n<mappingstorage>\n</mappingstorage>\n</zodb>\n"
@@ -256,6 +259,19 @@ def test_bad_zconfig_is_refused_clearly(tmp_path, text, message):
     with pytest.raises(federation.ConfigurationError, match=message) as raised:
         federation.open_config(config)
     assert "\n" not in str(raised.value)
+
+
+def test_member_settings_of_a_database_name_with_capitals(tmp_path):
+    """<member NAME> reaches a <zodb> section whose database-name has capitals (ZConfig
+    folds section names to lower case, not database names)."""
+    config = tmp_path / "zodb.conf"
+    config.write_text("%import federation\n<zodb main>\ndatabase-name Main\n<filestorage>\n"
+                      "path Main.fs\n</filestorage>\n</zodb>\n"
+                      "<federation>\n<member Main>\ncreate on\nkey uuid\n</member>\n"
+                      "</federation>\n")
+    with federation.open_config(config) as fed:
+        assert list(fed.members) == ["Main"]
+        assert fed.member("Main").kind == "uuid"
 
 
 def test_renamed_members_settings(tmp_path):

@@ -171,6 +171,57 @@ def test_federation_open_and_db_open_share_the_commit(fed):
         assert conn.root()["b"].title == "b" and conn.get_connection("main").root()["a"]
 
 
+def test_one_member_changed_through_two_managers_is_refused_not_hung(fed):
+    """Changes to one member through a Federation.open() manager and a db.open()
+    connection on the same transaction manager: a FederationError naming the member, and
+    nothing written, where the second branch used to wait forever for the member's commit
+    lock, which the first held."""
+    tm = transaction.TransactionManager()
+    main = fed.databases["main"].open(tm)
+    with fed.open(tm) as other:
+        main.root()["a"] = Item("a")
+        other.root("main")["b"] = Item("b")
+        other.root("notes")["c"] = Item("c")
+        with pytest.raises(federation.FederationError) as caught:
+            tm.commit()
+        assert "Member 'main'" in one_sentence(caught.value)
+        tm.abort()
+    main.close()
+    with fed.databases["main"].transaction() as conn:
+        assert not {"a", "b"} & set(conn.root())
+        assert "c" not in conn.get_connection("notes").root()
+
+def test_one_foreign_member_changed_through_two_managers_is_refused(tmp_path, uris):
+    """A foreign member changed through two managers on one transaction manager: refused at
+    commit in one sentence naming it (SQLite said "Members 'people', 'people' lack two-phase
+    commit"; a PostgreSQL member's second branch waited forever for the row lock of the
+    first)."""
+    from tests.test_adapter_sqlite import seeder
+
+    people, path = make_member(tmp_path, "people")
+    seeder(path)(1, {"name": "Ada"})
+    tm = transaction.TransactionManager()
+    with federation.open({"main": uris["main"], "people": people}) as fed, \
+            fed.open(tm) as first, fed.open(tm) as second:
+        first.get("people:integer:1").email = "ada@first"
+        second.get("people:integer:1").email = "ada@second"
+        with pytest.raises(federation.FederationError) as caught:
+            tm.commit()
+        assert "Member 'people'" in one_sentence(caught.value)
+        tm.abort()
+        assert first.get("people:integer:1").email is None
+
+def test_members_whose_storages_share_a_sort_key_commit_together():
+    """Two memory:// members (MappingStorages, whose sortKey is the same default name) are
+    two storages: a transaction over both commits, not refused as one member twice."""
+    with federation.open({"a": "memory://", "b": "memory://"}) as fed, \
+            fed.open(transaction.TransactionManager()) as conn:
+        item = Item("x")
+        conn.add(item, "b")
+        conn.root("a")["x"] = item
+        conn.transaction_manager.commit()
+        assert conn.root("a")["x"] is conn.root("b")._p_jar.get(item._p_oid)
+
 def test_threads_have_managers_of_their_own(fed):
     """Two threads, each on its own transaction manager, get managers and objects of their own."""
     for conn in linked(fed.databases):

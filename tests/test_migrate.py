@@ -266,6 +266,20 @@ def test_bad_batch_and_member_are_refused(folder: Path):
     assert native_counts(folder)["main"] == BIG + 6
 
 
+def test_a_foreign_member_named_is_refused(folder: Path):
+    """--member naming a foreign member: MigrationError naming it, before anything is
+    written (it printed nothing and exited 0)."""
+    from tests.test_adapter_sqlite import make_member
+
+    people, _sqlite_path = make_member(folder, "people")
+    members = {"main": (folder / "main.fs").as_uri(), "other": (folder / "other.fs").as_uri(),
+               "people": people}
+    with federation.open(members) as fed:
+        with pytest.raises(MigrationError, match="Member 'people' is a foreign member"):
+            fed.migrate(members=["main", "people"])
+        assert list(fed.migrate(dry_run=True)) == ["main", "other"]
+    assert native_counts(folder)["main"] == BIG + 6
+
 CHILD = """
 import os, signal, sys
 import federation
@@ -333,6 +347,33 @@ def test_records_of_classes_that_cannot_be_imported(folder: Path, tmp_path: Path
         sys.modules.pop("gone_app", None)
 
 
+def test_a_uuid_target_of_a_class_that_cannot_be_imported(folder: Path, tmp_path: Path):
+    """A reference into a uuid member whose target has no UUID yet and a class this
+    process cannot import: MigrationError naming the member, the oid and the class,
+    before anything is written (it said the referrer could not be rewritten, because
+    a broken object cannot be given a UUID)."""
+    module = tmp_path / "gone_target.py"
+    module.write_text("from persistent import Persistent\nclass Gone(Persistent):\n    pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import gone_target
+        with native(folder) as roots:
+            roots["other"]["gone"] = gone_target.Gone()
+        with native(folder) as roots:
+            roots["main"]["to_gone"] = Item("holder", link=roots["other"]["gone"])
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("gone_target", None)
+    module.unlink()
+    path = config(folder)
+    path.write_text(path.read_text() + 'key = "uuid"\n')
+    before = native_counts(folder)
+    with federation.open_config(path) as fed, pytest.raises(
+            MigrationError, match=r"Member 'other': the object with oid \d+, which member "
+                                  r"'main' references, .* gone_target\.Gone cannot be imported"):
+        fed.migrate()
+    assert native_counts(folder) == before
+
 def test_stub_records_are_plain_zodb(folder: Path):
     """What migration adds to a member is stub records and the catalog, which ZODB loads."""
     _zfed("migrate", str(config(folder)))
@@ -393,6 +434,21 @@ def test_read_only_member_is_refused(folder: Path):
     with federation.open(members) as fed, pytest.raises(MigrationError, match="'main'"):
         fed.migrate(members=["main"])
     assert native_counts(folder)["main"] == BIG + 6
+
+
+def test_read_only_member_is_refused_before_another_is_written(folder: Path):
+    """A read-only member with references to migrate, listed after a writable one:
+    MigrationError naming it, and the writable member is not rewritten either."""
+    members = {"main": (folder / "main.fs").as_uri(),
+               "other": {"uri": (folder / "other.fs").as_uri(), "read_only": True}}
+    before = native_counts(folder)
+    with federation.open(members) as fed, pytest.raises(MigrationError, match="'other'"):
+        fed.migrate()
+    assert native_counts(folder) == before
+    with federation.open(members) as fed:
+        report = fed.migrate(members=["main"])
+        assert list(report) == ["main"] and report["main"].records
+        assert list(fed.migrate(dry_run=True)) == ["main", "other"]  # the order given
 
 
 def test_a_record_that_cannot_be_rebuilt_writes_nothing(folder: Path, monkeypatch):
@@ -473,3 +529,76 @@ def test_an_unavailable_member_is_refused_before_anything_is_written(folder: Pat
             pytest.raises(federation.MemberUnavailable, match="'remote'"):
         fed.migrate()
     assert before == {name: (folder / f"{name}.fs").stat().st_size for name in NAMES}
+
+
+def test_to_native_rewrites_stub_references_a_plain_zodb_process_left_bare(tmp_path: Path):
+    """--to-native also rewrites the bare-oid stub references a process without
+    ``federation`` writes: the native application then reads the targets, not stubs."""
+    from tests.test_plain_writers import PLAIN_WRITER, _bare_stub_references
+
+    uris = {name: (tmp_path / f"{name}.fs").as_uri() for name in ("main", "people")}
+    with federation.open(uris) as fed, fed.open(transaction.TransactionManager()) as conn:
+        ada = conn.root("people")["ada"] = Item("Ada")
+        conn.add(ada, "people")
+        holders = conn.root("main")["holders"] = PersistentMapping()
+        holders["mapping"] = PersistentMapping(target=ada)
+        holders["list"] = PersistentList([ada])
+        holders["tree"] = OOBTree({"target": ada})
+        conn.transaction_manager.commit()
+    subprocess.run([sys.executable, "-c", PLAIN_WRITER, str(tmp_path / "main.fs")],
+                   capture_output=True, text=True, check=True, timeout=120)
+    assert _bare_stub_references(tmp_path / "main.fs") == 3
+    with federation.open(uris) as fed:
+        assert fed.migrate(to_native=True)["main"].references == 3
+    assert _bare_stub_references(tmp_path / "main.fs") == 0
+    databases: dict[str, ZODB.DB] = {}
+    for name in ("main", "people"):
+        ZODB.DB(FileStorage(str(tmp_path / f"{name}.fs")), databases=databases,
+                database_name=name)
+    try:
+        with databases["main"].transaction() as conn:
+            holders = conn.root()["holders"]
+            targets = [holders["mapping"]["target"], holders["list"][0],
+                       holders["tree"]["target"]]
+            assert [target.title for target in targets] == ["Ada"] * 3
+            assert all(target._p_jar.db() is databases["people"] for target in targets)
+    finally:
+        for db in list(databases.values()):
+            db.close()
+
+
+def test_after_to_native_a_plain_zodb_pack_then_migrate_names_no_missing_stub(folder: Path):
+    """--to-native unindexes the stubs it leaves unreferenced: ZODB's own pack of the
+    native application removes them, and migrating again makes new stubs, not references
+    to the removed ones."""
+    with federation.open_config(config(folder)) as fed:
+        fed.migrate()
+        fed.migrate(to_native=True)
+    for name in ("main", "other"):  # the application, native again, packs each database
+        db = ZODB.DB(FileStorage(str(folder / f"{name}.fs")))
+        try:
+            db.pack(days=-1)
+        finally:
+            db.close()
+    with federation.open_config(config(folder)) as fed:
+        fed.migrate()
+        assert [finding.kind for finding in fed.check().findings] == ["dangling"]  # outside
+    through_federation(folder)
+    all_records_load(folder)
+    fsrefs_clean(folder)
+
+
+def test_to_native_then_pack_and_migrate_again_in_one_process(folder: Path):
+    """After --to-native, check reports the replaced stubs as garbage only; the
+    federation's pack removes them and migrating again, in the same process (whose
+    connections cached the stubs), makes new stubs."""
+    with federation.open_config(config(folder)) as fed:
+        fed.migrate()
+        fed.migrate(to_native=True)
+        kinds = {finding.kind for finding in fed.check().findings}
+        assert kinds == {"dangling", "unreferenced-stub"}  # outside, and the old stubs
+        fed.pack(exclude=["outside"])
+        fed.migrate()
+        assert [finding.kind for finding in fed.check().findings] == ["dangling"]
+    through_federation(folder)
+    fsrefs_clean(folder)

@@ -143,6 +143,26 @@ def test_two_members_with_one_database_name_are_refused(written: Path):
         federation.open(members)
 
 
+def test_two_plain_application_databases_join(tmp_path: Path):
+    """Two ZODB.DB objects of an application that is no multi-database both carry ZODB's
+    default name 'unnamed': each is called by its member name, not refused as a clash."""
+    databases = [ZODB.DB(FileStorage(str(tmp_path / f"{name}.fs"))) for name in ("a", "b")]
+    multi: dict[str, ZODB.DB] = {}
+    for name in ("unnamed", "d"):  # in a multi-database, the name native references use
+        ZODB.DB(FileStorage(str(tmp_path / f"{name}.fs")), databases=multi, database_name=name)
+    try:
+        assert {db.database_name for db in databases} == {"unnamed"}
+        with federation.open({"a": databases[0], "b": {"source": databases[1]}}) as fed, \
+                fed.open(transaction.TransactionManager()) as conn:
+            assert fed.native_names == {"a": "a", "b": "b"}
+            conn.root("a")["x"] = conn.root("b")["y"] = Item("x")
+            conn.add(conn.root("a")["x"], "b")
+            conn.transaction_manager.commit()
+        with federation.open({"c": multi["unnamed"], "d": multi["d"]}) as fed:
+            assert fed.native_names == {"unnamed": "c", "d": "d"}
+    finally:
+        close_all({**multi, "a": databases[0], "b": databases[1]})
+
 def test_no_such_member_loads_a_placeholder_and_writes_it_back(written: Path):
     """A native reference to a database that is no member: Unreachable; saving keeps it."""
     tm = transaction.TransactionManager()
