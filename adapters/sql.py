@@ -163,6 +163,11 @@ def sqlite(member: str, path: str, table: Table, *, batch_size: int = 100,
         )
 
     def connect() -> sqlite3.Connection:
+        if not os.path.exists(path):  # sqlite3 would create an empty database: a typo
+            raise ConfigurationError(
+                f"Member {shorten(member)}: the SQLite file {shorten(os.fspath(path))} does not "
+                "exist; a SQLite member's database and table must exist before it joins."
+            )
         # No PRAGMA here: a read-only member's file must stay untouched byte for byte.
         return sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                timeout=timeout)
@@ -220,7 +225,7 @@ class SqlAdapter:
         """A new connection; a connection string the driver refuses is a ConfigurationError."""
         try:
             return self._call(self.db.connect)
-        except (MemberUnavailable, MemberBusy):
+        except (MemberUnavailable, MemberBusy, ConfigurationError):
             raise
         except FederationError as error:
             raise ConfigurationError(
