@@ -61,11 +61,13 @@ from federation.errors import (
     KeyNotFound,
     MemberUnavailable,
 )
+from federation.options import Options
 from federation.redact import redact
 from federation.ref import Ref
 from federation.resolvers.dn import DN
 
-__all__ = ["Attribute", "Directory", "Entries", "LdapAdapter", "format_time", "parse_time"]
+__all__ = ["Attribute", "Directory", "Entries", "LdapAdapter", "directory_from_options",
+           "format_time", "parse_time"]
 
 #: Entries a session remembers the entryUUID of (the oldest are forgotten first).
 STABLE_IDS_KEPT = 100_000
@@ -506,3 +508,70 @@ class LdapAdapter:
 
     def close(self) -> None:
         _unbind(self.connection)
+
+
+# -- members described by a configuration file (see federation.interfaces.AdapterFactory) --
+
+#: The ``type`` of an attribute table in a configuration, by name.
+ATTRIBUTE_TYPES = {kind.__name__: kind for kind in CONVERTERS}
+
+
+def directory_from_options(member: str, options: dict[str, Any]) -> Directory:
+    """An LDAP member from configuration options.
+
+    The server: ``uri``, ``bind_dn``, ``password_env`` (the environment
+    variable holding the bind password), ``start_tls``, ``ca_file``
+    (relative to the configuration file), ``batch_size``, ``timeout``.  The
+    entries (:class:`Entries`): ``class`` (a dotted name), ``base``,
+    ``object_classes``, ``rdn``, ``attributes`` (Python attribute = LDAP
+    attribute name, or a table with ``name``, ``type`` (``str``, ``bytes``,
+    ``int``, ``bool``, ``datetime``), ``multi``, ``read_only``), ``refs``,
+    ``on_create`` (constant text or lists of text).
+    """
+    settings = Options(member, options)
+    server = {"uri": settings.text("uri"), "bind_dn": settings.text("bind_dn", None),
+              "password": settings.password(), "start_tls": settings.flag("start_tls", False),
+              "ca_file": settings.path("ca_file", None),
+              "batch_size": settings.number("batch_size", int, 100, 1),
+              "timeout": settings.number("timeout", float, 10.0, 0)}
+    klass = settings.klass("class")
+    attributes = {name: _attribute_of(member, name, value)
+                  for name, value in settings.table("attributes").items()}
+    entries = {"base": settings.text("base"), "object_classes": settings.texts("object_classes"),
+               "rdn": settings.text("rdn"), "refs": settings.text_table("refs"),
+               "on_create": settings.table("on_create", {})}
+    settings.done()
+    try:
+        return Directory(member, entries=Entries(klass, attributes=attributes, **entries),
+                         **server)
+    except ConfigurationError as error:
+        if str(error).startswith("Member "):
+            raise
+        raise ConfigurationError(f"Member {member!r}: {error}") from error
+
+
+directory_from_options.path_options = ("ca_file",)  # type: ignore[attr-defined]
+
+
+def _attribute_of(member: str, name: str, value: Any) -> str | Attribute:
+    """An ``attributes`` entry: an LDAP attribute name, or a table declaring an Attribute."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigurationError(
+            f"Member {member!r}: the option 'attributes' maps {name!r} to {value!r}, not to "
+            "an LDAP attribute name or a table with name, type, multi and read_only."
+        )
+    declared = Options(member, {f"attributes.{name}.{key}": item for key, item in value.items()})
+    prefix = f"attributes.{name}."
+    kind = declared.text(prefix + "type", "str")
+    if kind not in ATTRIBUTE_TYPES:
+        raise ConfigurationError(
+            f"Member {member!r}: the option {prefix + 'type'!r} is {kind!r}, not one of "
+            f"{', '.join(ATTRIBUTE_TYPES)}."
+        )
+    attribute = Attribute(declared.text(prefix + "name"), type=ATTRIBUTE_TYPES[kind],
+                          multi=declared.flag(prefix + "multi", False),
+                          read_only=declared.flag(prefix + "read_only", False))
+    declared.done()
+    return attribute

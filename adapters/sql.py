@@ -30,6 +30,13 @@ row had (a reference kept elsewhere would silently name the new row):
   process remembers it, so that the process never issues it again.
   Either way, the key is above every key of the table.
 
+A member's stable id, which stubs and reference text name it by, and
+the names it had are kept in a table of ours, ``zfed_members`` (``tbl``
+the member's table, ``name`` a member name, or ``''`` for the row holding
+the id, ``member_id``), created by the first write that needs the id (a
+new stub or reference naming the member), in a transaction of its own.
+Opening only reads it.
+
 A database that is busy (SQLite "database is locked", PostgreSQL
 serialization failures, deadlocks and lock timeouts) raises
 :class:`federation.MemberBusy`, which ``transaction.attempts()`` retries.
@@ -60,11 +67,14 @@ from federation.errors import (
     describe,
     shorten,
 )
+from federation.options import Options
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 #: SQLite's table of issued keys (see the module docstring).
 SQLITE_KEYS = "zfed_keys"
+#: The table of member ids and names (see the module docstring).
+SQL_MEMBERS = "zfed_members"
 
 #: Passwords in a connection string: libpq ``password=...`` or a URI's ``user:password@``.
 _PASSWORDS = re.compile(r"""(?ix) password \s*=\s* (?: '((?:[^'\\]|\\.)*)' | ([^\s'&]+) )
@@ -153,6 +163,11 @@ def sqlite(member: str, path: str, table: Table, *, batch_size: int = 100,
         )
 
     def connect() -> sqlite3.Connection:
+        if not os.path.exists(path):  # sqlite3 would create an empty database: a typo
+            raise ConfigurationError(
+                f"Member {shorten(member)}: the SQLite file {shorten(os.fspath(path))} does not "
+                "exist; a SQLite member's database and table must exist before it joins."
+            )
         # No PRAGMA here: a read-only member's file must stay untouched byte for byte.
         return sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                timeout=timeout)
@@ -210,7 +225,7 @@ class SqlAdapter:
         """A new connection; a connection string the driver refuses is a ConfigurationError."""
         try:
             return self._call(self.db.connect)
-        except (MemberUnavailable, MemberBusy):
+        except (MemberUnavailable, MemberBusy, ConfigurationError):
             raise
         except FederationError as error:
             raise ConfigurationError(
@@ -475,6 +490,58 @@ class SqlAdapter:
         finally:
             writer.close()
 
+    # -- the member's id and names (see federation.interfaces.MemberRecord) --------
+
+    def _has_table(self, name: str) -> bool:
+        exists = ("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+                  if not self.two_phase else "SELECT to_regclass(?) IS NOT NULL")
+        found = self._execute(exists, (name,)).fetchone()
+        return bool(found and found[0])
+
+    def member_record(self) -> tuple[str | None, list[str]]:
+        if not self._has_table(SQL_MEMBERS):
+            return None, []  # nothing recorded yet (and opening must not create the table)
+        rows = self._execute(f"SELECT name, member_id FROM {SQL_MEMBERS} WHERE tbl = ?",
+                             (self.db.table.name,)).fetchall()
+        ids = [member_id for name, member_id in rows if name == ""]
+        return (ids[0] if ids else None), sorted(name for name, _ in rows if name)
+
+    def record_member(self, name: str, member_id: str) -> tuple[str, bool]:
+        own = not self.two_phase and self._conn.in_transaction  # our writer holds the file
+        if own:
+            return self._record_member(self._conn, name, member_id), False
+        if self.two_phase:
+            connection = self._call(self.db.connect)
+            try:
+                with connection.transaction():
+                    return self._record_member(connection, name, member_id), True
+            finally:
+                connection.close()
+        if self._keys is None:
+            self._keys = self._connect()
+        self._execute("BEGIN IMMEDIATE", connection=self._keys)
+        try:
+            stored = self._record_member(self._keys, name, member_id)
+            self._execute("COMMIT", connection=self._keys)
+        except BaseException:
+            if self._keys.in_transaction:
+                self._keys.execute("ROLLBACK")
+            raise
+        return stored, True
+
+    def _record_member(self, connection: Any, name: str, member_id: str) -> str:
+        table = self.db.table.name
+        self._execute(f"CREATE TABLE IF NOT EXISTS {SQL_MEMBERS} (tbl TEXT NOT NULL, "
+                      "name TEXT NOT NULL, member_id TEXT NOT NULL, PRIMARY KEY (tbl, name))",
+                      connection=connection)
+        insert = (f"INSERT INTO {SQL_MEMBERS} (tbl, name, member_id) VALUES (?, ?, ?) "
+                  "ON CONFLICT (tbl, name) DO NOTHING")
+        self._execute(insert, (table, "", member_id), connection=connection)
+        stored = self._execute(f"SELECT member_id FROM {SQL_MEMBERS} WHERE tbl = ? AND name = ''",
+                               (table,), connection=connection).fetchone()[0]
+        self._execute(insert, (table, name, stored), connection=connection)
+        return stored
+
     # -- outcomes of a last resource (see federation.interfaces.OutcomeRecording) --
 
     _OUTCOMES = ("CREATE TABLE IF NOT EXISTS zfed_commits "
@@ -561,3 +628,60 @@ def _is_connection_error(error: Exception) -> bool:
 
 def _is_data_error(error: Exception) -> bool:
     return isinstance(error, (sqlite3.Error, *_psycopg_errors()[1]))
+
+
+# -- members described by a configuration file (see federation.interfaces.AdapterFactory) --
+
+
+def table_from_options(options: Options) -> Table:
+    """The :class:`Table` the options ``table``, ``class``, ``key``, ``columns``,
+    ``refs``, ``kind`` and ``key_attribute`` describe."""
+    table = options.text("table")
+    klass = options.klass("class")
+    settings = {"key": options.text("key", "id"), "columns": options.text_table("columns"),
+                "refs": options.text_table("refs"), "kind": options.text("kind", "integer"),
+                "key_attribute": options.text("key_attribute", None)}
+    try:
+        return Table(table, klass, **settings)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"Member {shorten(options.member)}: {error}") from error
+
+
+def sqlite_from_options(member: str, options: dict[str, Any]) -> SqlDatabase:
+    """A SQLite member from configuration options: ``path`` (the database file,
+    relative to the configuration file), ``timeout``, ``batch_size`` and the
+    table's (:func:`table_from_options`)."""
+    settings = Options(member, options)
+    path = settings.path("path")
+    timeout = settings.number("timeout", float, 30.0, 0)
+    batch_size = settings.number("batch_size", int, 100, 1)
+    table = table_from_options(settings)
+    settings.done()
+    return sqlite(member, path, table, batch_size=batch_size, timeout=timeout)
+
+
+sqlite_from_options.path_options = ("path",)  # type: ignore[attr-defined]
+
+
+def postgresql_from_options(member: str, options: dict[str, Any]) -> SqlDatabase:
+    """A PostgreSQL member from configuration options: ``conninfo`` (a libpq
+    connection string or URI), ``password_env`` (the environment variable
+    holding the password), ``batch_size`` and the table's
+    (:func:`table_from_options`)."""
+    settings = Options(member, options)
+    conninfo = settings.text("conninfo")
+    password = settings.password()
+    batch_size = settings.number("batch_size", int, 100, 1)
+    table = table_from_options(settings)
+    settings.done()
+    if password is not None:
+        from psycopg.conninfo import make_conninfo
+
+        try:
+            conninfo = make_conninfo(conninfo, password=password)
+        except Exception as error:  # psycopg.ProgrammingError: not a connection string
+            raise ConfigurationError(
+                f"Member {shorten(member)}: the option 'conninfo' is not a libpq connection "
+                f"string: {describe(_Scrubbed(error, (password,)))}."
+            ) from None
+    return postgresql(member, conninfo, table, batch_size=batch_size)

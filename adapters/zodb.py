@@ -61,13 +61,16 @@ class ZodbMember:
     references survive export/import).  A ``read_only`` member refuses
     changes before anything is written.
 
+    ``database_name`` is the name ZODB's native multi-database references
+    (``['m', (database_name, oid, class)]``) give this member's database.
+
     A member whose storage cannot be reached when the federation opens is
     kept, unavailable: the other members work, and using this one raises
     :class:`federation.MemberUnavailable`.
     """
 
     def __init__(self, name: str, source: Any, *, kind: str = "integer",
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, database_name: str | None = None) -> None:
         if kind not in ZODB_KINDS:
             raise ConfigurationError(
                 f"Member {name!r}: a ZODB member is referred to by {' or '.join(ZODB_KINDS)} "
@@ -75,10 +78,17 @@ class ZodbMember:
             )
         self.name = name
         self.kind = kind
+        #: What ZODB's native multi-database references call this member's database
+        #: (``federation.native``): the setting, else an adopted ``ZODB.DB``'s own
+        #: ``database_name``, else a URI's ``database_name``, else the member name.
+        self.database_name = database_name or _database_name(source) or name
         self.lookup_kinds: frozenset[str] = frozenset()  # ZODB members know only their own kind
         self.read_only = read_only
         self.writable = False  # may get a catalog (see _setup_catalog)
         self.member_id = f"name:{name}"
+        #: Names the member had, that its catalog recorded (see ``Catalog.names``).
+        self.former_names: tuple[str, ...] = ()
+        self.name_recorded = False  # the catalog has this name (else the next write adds it)
         #: The federation's ``members_by_id``, kept current by :meth:`catalog_found`.
         self.federation_ids: dict[str, Any] | None = None
         self._fresh = False  # the storage had no transaction before we opened it
@@ -165,7 +175,7 @@ class ZodbMember:
         relstorage.give_stable_name(storage)
         try:
             self._fresh = storage.lastTransaction() == z64
-            return FederatedDB(storage, self, database_name=self.name, **dbkw)
+            return FederatedDB(storage, self, database_name=self.database_name, **dbkw)
         except BaseException as error:
             storage.close()
             if isinstance(error, (*UNREACHABLE_ERRORS, FederationError)) or not isinstance(
@@ -211,7 +221,9 @@ class ZodbMember:
         with self.db.transaction() as conn:
             catalog = getattr(conn.root(), CATALOG_ATTRIBUTE, None)
             if catalog is not None or not self.writable:
-                return check_catalog(self.name, catalog)
+                member_id = check_catalog(self.name, catalog)
+                self._read_names(catalog)
+                return member_id
             self.member_id = Catalog.new_member_id()
             if self._fresh:
                 conn.ensure_catalog()  # a new database: the catalog comes with its root
@@ -219,6 +231,18 @@ class ZodbMember:
                 log.info("Member %r has no federation catalog yet; the first transaction that "
                          "writes will add one.", self.name)
             return self.member_id
+
+    def _read_names(self, catalog: Any) -> None:
+        """Take the names the catalog recorded (a damaged record is ignored, and logged)."""
+        names = getattr(catalog, "names", None)
+        try:
+            recorded = [name for name in names or () if isinstance(name, str)]
+        except Exception as error:  # a damaged names index: old names then resolve no more
+            log.warning("Member %r: the catalog's names index cannot be read: %s", self.name,
+                        describe(error))
+            return
+        self.former_names = tuple(name for name in recorded if name != self.name)
+        self.name_recorded = self.name in recorded
 
     def catalog_found(self, catalog: Any) -> None:
         """A connection read ``catalog``: check it, and take its member id if it differs.
@@ -254,6 +278,15 @@ class ZodbMember:
                 if not isinstance(item[1], FederatedConnection)
             ]
         self.db = None
+
+
+def _database_name(source: Any) -> str | None:
+    """The database name a ``ZODB.DB`` or a zodburi URI (``?database_name=``) gives."""
+    if isinstance(source, DB):
+        return source.database_name
+    if isinstance(source, str):
+        return dict(parse_qsl(urlsplit(source).query)).get("database_name") or None
+    return None
 
 
 def _release_half_open(traceback: TracebackType | None) -> None:

@@ -10,6 +10,8 @@
     transaction.commit()
 """
 
+from federation.config import open_config, read_config
+from federation.databases import manager_of
 from federation.errors import (
     AmbiguousPlacement,
     CollectionRefused,
@@ -24,11 +26,13 @@ from federation.errors import (
     MemberBusy,
     MemberOpenError,
     MemberUnavailable,
+    MigrationError,
+    NoZodbDatabase,
     ReadOnlyMember,
     UnknownKind,
     UnknownMember,
 )
-from federation.federation import Federation, open, open_config
+from federation.federation import Federation, open
 from federation.manager import Manager, StubInfo
 from federation.ref import Ref
 from federation.split import Split, SplitObject
@@ -49,6 +53,8 @@ __all__ = [
     "MemberBusy",
     "MemberOpenError",
     "MemberUnavailable",
+    "MigrationError",
+    "NoZodbDatabase",
     "ReadOnlyMember",
     "Ref",
     "Split",
@@ -56,6 +62,8 @@ __all__ = [
     "StubInfo",
     "UnknownKind",
     "UnknownMember",
+    "manager_of",
     "open",
     "open_config",
+    "read_config",
 ]

@@ -25,6 +25,14 @@ database.  It holds:
     catalog (opened read-only before it ever had one) is named
     ``"name:<member name>"`` instead.
 
+``names`` (:class:`Names`)
+    ``member name -> b""``, a mapping that merges concurrent additions:
+    every name the member had when a transaction wrote to it.  Reference
+    text written under an old name (in foreign records,
+    :func:`federation.ref.ref_text` without an id) and stubs named
+    ``name:<old name>`` still find the member after it is renamed in the
+    configuration (:meth:`federation.Federation.member_for`).
+
 ``stubs_by_target`` (:class:`Index`)
     ``target key -> stub oid``.  The target key is
     ``member_id + b"\\0" + kind + b"\\0" + encoded key`` where the encoded key
@@ -98,8 +106,13 @@ reaches any more are removed by the federation's pack
     (after a pack) and the rewrite of a renamed target's stub.  New entries
     do not bump it.  Connections keep what they resolved from the indexes
     across transactions, and drop it when this record (or the catalog's) is
-    invalidated (:meth:`federation.connection.FederatedConnection.newTransaction`);
-    a ``Length`` merges concurrent bumps instead of raising a ``ConflictError``.
+    invalidated (:meth:`federation.connection.FederatedConnection.newTransaction`),
+    and turn the unchanged objects they loaded with targets resolved through
+    the old entries back into ghosts (ZODB sends no invalidation for them:
+    their records did not change); a transaction that changes such an object
+    checks the counter at commit (``readCurrent``), so that it cannot write
+    back a target an entry no longer names.  A ``Length`` merges concurrent
+    bumps instead of raising a ``ConflictError``.
     Catalogs made by older releases get it on the first bump.
 
 ``splits`` (:class:`Index`)
@@ -122,6 +135,7 @@ from __future__ import annotations
 
 import pickle
 import uuid as _uuid
+from collections.abc import Iterator
 from typing import Any
 
 from BTrees.Length import Length
@@ -154,8 +168,35 @@ class Index(OOBTree):
 JOURNAL_SENTINEL = ""
 
 
-def new_index(name: str) -> Index:
+class Names(Persistent):
+    """``Catalog.names``: a set of member names that concurrent additions merge.
+
+    Two transactions that add the same name (two processes writing to a
+    renamed member for the first time) would make a BTree raise a
+    ``ConflictError``; this record resolves the conflict with the union.
+    """
+
+    def __init__(self) -> None:
+        self.names: dict[str, bytes] = {}
+
+    def __setitem__(self, name: str, value: bytes) -> None:
+        self.names = {**self.names, name: value}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.names.get(name, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self.names))
+
+    def _p_resolveConflict(self, old: dict[str, Any], committed: dict[str, Any],
+                           new: dict[str, Any]) -> dict[str, Any]:
+        return {**new, "names": {**committed["names"], **new["names"]}}
+
+
+def new_index(name: str) -> Index | Names:
     """A new, empty index of the catalog called ``name``."""
+    if name == "names":
+        return Names()
     tree = Index()
     if name == "journal":
         tree[JOURNAL_SENTINEL] = b""
@@ -180,6 +221,7 @@ class Catalog(Persistent):
         self.splits = Index()
         self.unique = Index()
         self.stable_ids = Index()
+        self.names = Names()
         self.journal = new_index("journal")
         self.generation = Length()
 

@@ -6,8 +6,10 @@ member, then reports, per member, findings of these kinds (:data:`KINDS`):
 
 ``dangling``
     A reference whose target does not exist: a record naming a missing
-    record, a stub naming a missing object (removed by a pack that did not
-    know the federation) or a member that is not in the federation.
+    record, a stub or a native multi-database reference
+    (:mod:`federation.native`) naming a missing object (removed by a pack
+    that did not know the federation), or a member or database that is not
+    in the federation.
 ``foreign-ref``
     A foreign record whose ``Ref`` text names nothing (bad text, an unknown
     member, a missing object).
@@ -19,7 +21,8 @@ member, then reports, per member, findings of these kinds (:data:`KINDS`):
     A ``stubs_by_oid``/``stubs_by_target`` entry whose stub record is gone.
 ``stub-not-indexed``
     A stub record missing from the stub indexes, or indexed with another
-    entry.
+    entry (an unreferenced stub missing from ``stubs_by_oid`` is not: it is
+    only garbage).
 ``duplicate-stub``
     Two stub records for one target (after an import into the member).
 ``uuid-mismatch``
@@ -240,10 +243,13 @@ def _check_stub(storage: Any, indexes: dict[str, Any], name: str, oid: bytes, re
     data, _stable_id = stub_data(record)
     entry = decode_entry(data)
     where = f"stub oid {u64(oid)} (naming {entry[2]} key {entry[3].hex()} of {entry[1]!r})"
+    indexed = indexes["stubs_by_oid"].get(oid)
     if not live:
         add(Finding(name, "unreferenced-stub",
                     f"{where} is referenced by no live object; the next pack removes it."))
-    if indexes["stubs_by_oid"].get(oid) != data:
+        if indexed is None:
+            return  # unindexed, as zfed migrate --to-native leaves the stubs it replaced
+    if indexed != data:
         add(Finding(name, "stub-not-indexed", f"{where} is missing from stubs_by_oid."))
     current = indexes["stubs_by_target"].get(target_key(entry[0], entry[2], entry[3]))
     if current == oid:

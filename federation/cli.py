@@ -33,7 +33,8 @@ class _Commands(click.Group):
 def main(ctx: click.Context) -> None:
     """zodb-federation: several databases used as one graph of persistent objects.
 
-    CONFIG is a federation's TOML configuration file (docs/operations.md).
+    CONFIG is a federation's configuration file, in TOML or ZODB's ZConfig format
+    (docs/operations.md).
     """
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
@@ -145,6 +146,35 @@ def check_command(config: Path, exclude: tuple[str, ...], as_json: bool, repair:
     click.echo(report.to_json() if as_json else "\n".join(report.lines()))
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+@main.command("migrate", short_help="Rewrite native multi-database references into stubs.")
+@click.argument("config", type=CONFIG)
+@click.option("--to-native", is_flag=True,
+              help="Rewrite stub references to ZODB members into native references instead.")
+@click.option("--batch", type=click.IntRange(min=1), default=500, show_default=True,
+              metavar="N", help="Records rewritten per transaction.")
+@click.option("--dry-run", is_flag=True,
+              help="Count what would be rewritten, per member and class; change nothing.")
+@click.option("--member", "members", multiple=True, metavar="MEMBER",
+              help="Migrate only MEMBER's records (repeatable); all ZODB members by default.")
+def migrate_command(config: Path, to_native: bool, batch: int, dry_run: bool,
+                    members: tuple[str, ...]) -> None:
+    """Rewrite ZODB native multi-database references into stubs, member by member.
+
+    Each transaction rewrites at most N records; an interrupted run is
+    finished by running it again.  With --to-native, stubs naming objects of
+    ZODB members become native references again (those naming foreign
+    records stay, and are counted).
+    """
+    progress = _Progress()
+    with _open(config) as fed:
+        try:
+            report = fed.migrate(to_native=to_native, batch=batch, dry_run=dry_run,
+                                 members=members or None, progress=progress)
+        finally:
+            progress.close()
+    click.echo("\n".join(report.lines()))
 
 
 class _Progress:

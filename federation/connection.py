@@ -56,6 +56,7 @@ from federation.catalog import (
     CATALOG_ATTRIBUTE,
     UUID_ATTRIBUTE,
     Catalog,
+    Names,
     Stub,
     bump_generation,
     decode_entry,
@@ -79,7 +80,7 @@ from federation.errors import (
 from federation.records import is_stub, stub_data
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from federation.interfaces import JarManager
 
@@ -118,14 +119,15 @@ class Unreachable:
 
     Referrers still load; touching the placeholder raises the error that
     explains why (``MemberUnavailable`` or ``DanglingStub``).  Saving a
-    referrer keeps the original stub reference.
+    referrer keeps the original stub reference (or native reference).
     """
 
-    __slots__ = ("error", "stub_oid")
+    __slots__ = ("error", "reference", "stub_oid")
 
-    def __init__(self, stub_oid: bytes, error: FederationError) -> None:
+    def __init__(self, stub_oid: bytes, error: FederationError, reference: Any = None) -> None:
         self.stub_oid = stub_oid
         self.error = error
+        self.reference = reference  # a native reference: written back as it was read
 
     def __getattr__(self, name: str) -> Any:
         raise self.error
@@ -142,6 +144,45 @@ class FederatedReader(ObjectReader):
             return self._conn._resolve_stub(oid)
         return super().load_persistent(oid, klass)
 
+    def load_oid(self, oid: bytes) -> Any:
+        """A reference without its class: the target when it names a stub.
+
+        ZODB writes a reference to an object whose class it cannot import as
+        a bare oid, so a process without ``federation`` importable that
+        rewrites a referrer leaves its stub references in that form.
+        """
+        obj = super().load_oid(oid)
+        if isinstance(obj, Stub):
+            return self._conn._resolve_stub(obj._p_oid)
+        return obj
+
+    # ZODB's native multi-database references (see federation.native): through the
+    # manager, to the member of that database name; ZODB's own way without a manager.
+
+    def load_multi_persistent(self, database_name: str, oid: bytes, klass: Any) -> Any:
+        return self._conn._native_target(["m", (database_name, oid, klass)])
+
+    def load_multi_oid(self, database_name: str, oid: bytes) -> Any:
+        return self._conn._native_target(["n", (database_name, oid)])
+
+    loaders = {**ObjectReader.loaders, "m": load_multi_persistent, "n": load_multi_oid}
+
+    def load_persistent_weakref(self, oid: bytes, database_name: str | None = None) -> Any:
+        if database_name is None:
+            return super().load_persistent_weakref(oid)
+        if self._conn._zfed_manager is None:
+            self._conn._zfed_placeholders = True  # read again when a manager attaches
+            return super().load_persistent_weakref(oid, database_name)
+        ref = WeakRef.__new__(WeakRef)
+        ref.oid = oid.encode("ascii") if isinstance(oid, str) else oid
+        ref.database_name = database_name
+        jar = self._conn._native_jar(database_name)
+        if not isinstance(jar, Unreachable):
+            ref.dm = jar  # else, as ZODB does for an unknown database: the target is gone
+        return ref
+
+    loaders["w"] = load_persistent_weakref
+
     def setGhostState(self, obj: Any, pickle: bytes) -> None:
         """``ObjectReader.setGhostState``, checking the ghost's class against the record's.
 
@@ -153,6 +194,8 @@ class FederatedReader(ObjectReader):
         it stays a ghost.
         """
         unpickler = self._get_unpickler(pickle)
+        conn = self._conn
+        resolved = conn._zfed_stub_reads
         try:
             meta = unpickler.load()
             state = unpickler.load()
@@ -160,6 +203,8 @@ class FederatedReader(ObjectReader):
             raise
         except Exception as error:
             raise StateLoadError() from error
+        if conn._zfed_stub_reads != resolved:
+            conn._zfed_referrers[obj._p_oid] = None  # its state holds resolved targets
         klass = meta[0] if type(meta) is tuple else meta
         if klass is not type(obj) and isinstance(klass, type):
             self._conn._wrong_class(obj, klass)
@@ -207,14 +252,25 @@ class FederatedWriter(ObjectWriter):
                         "a placement rule."
                     )
                 return self._stub_reference(obj, jar)
+        elif isinstance(obj, WeakRef) and not hasattr(obj, "dm"):
+            # A weak reference to a database that is no member, read and written back.
+            return ["w", (binary(obj.oid), obj.database_name)]
         elif isinstance(obj, Unreachable):
+            if obj.reference is not None:
+                return obj.reference
+            if obj.stub_oid is None:  # a foreign record's reference: no stub to keep
+                raise obj.error
             return binary(obj.stub_oid), Stub
         return super().persistent_id(obj)
 
     def _stub_reference(self, obj: Persistent, jar: FederatedConnection) -> tuple[Any, type]:
         own = self._jar
+        if jar.commit_style != "zodb":
+            jar.stable_member_id()  # a foreign member's id is stored before a stub names it
         tkey, entry = jar._target_entry(obj)
         stub_oid = own._find_stub(tkey)
+        if stub_oid is None:
+            stub_oid = self._stub_by_former_id(jar.member, tkey)
         if stub_oid is None:
             stable_id = jar.stable_id(obj)
             data = encode_entry(entry)
@@ -229,6 +285,19 @@ class FederatedWriter(ObjectWriter):
             own._zfed_ops_version += 1
         return binary(stub_oid), Stub
 
+    def _stub_by_former_id(self, member: Any, tkey: bytes) -> bytes | None:
+        """The stub naming the target of ``tkey`` by one of ``member``'s former ids, or None.
+
+        A foreign member named ``name:<name>`` before it kept a stable id;
+        the stubs made then still name the target: one stub per target.
+        """
+        rest = tkey.partition(b"\0")[2]
+        for former in getattr(member, "former_ids", ()):
+            stub_oid = self._jar._find_stub(former.encode() + b"\0" + rest)
+            if stub_oid is not None:
+                return stub_oid
+        return None
+
     def serialize(self, obj: Any) -> bytes:
         if type(obj) in _BUCKETS:
             return self._serialize_bucket(obj)
@@ -237,7 +306,7 @@ class FederatedWriter(ObjectWriter):
         # not the root, nor our own records (a Length keeps only its value: the
         # catalog's generation), nor anything before the catalog exists.
         if (jar._zfed_member.kind == "uuid" and obj._p_oid != z64
-                and not isinstance(obj, (Catalog, Stub, Length))
+                and not isinstance(obj, (Catalog, Names, Stub, Length))
                 and jar._catalog() is not None):
             jar._ensure_uuid(obj, on_store=True)
         return super().serialize(obj)
@@ -288,8 +357,13 @@ class FederatedConnection(Connection):
         self._zfed_forgot = False  # the caches were dropped in this transaction
         # Stub oid -> (connection, oid, class), valid while one manager holds this connection.
         self._zfed_resolved: dict[bytes, tuple[Any, bytes, type]] = {}
+        # Objects loaded with stub references resolved (oids, in load order), and how
+        # many stub references were resolved: see reload_referrers.
+        self._zfed_referrers: dict[bytes, None] = {}
+        self._zfed_stub_reads = 0
         # Stub oid -> (old target key, new target key, new key): renames to write on commit.
         self._zfed_retargets: dict[bytes, tuple[bytes, bytes, bytes]] = {}
+        self._zfed_rewritten: list[bytes] = []  # records rewrite_record stored
         self._zfed_reset_pending()
 
     # -- pending work of the current transaction ----------------------------
@@ -366,21 +440,66 @@ class FederatedConnection(Connection):
         if not watch.isdisjoint(oids):
             self._zfed_generation_changed()
             return
+        # What a changed record told us, by the oid it names.  A stub or an
+        # object can change without a generation bump when another process
+        # undoes the transaction that made it: its index entries are gone too.
+        oids = oids if isinstance(oids, (set, frozenset)) else set(oids)
         resolved = self._zfed_resolved
-        if resolved:
-            pop = resolved.pop
-            for oid in oids:
-                if pop(oid, None) is not None:  # a stub we resolved was rewritten (or undone)
-                    self._zfed_stub_of_target.clear()
+        rewritten = oids.intersection(resolved) if resolved else ()
+        for oid in rewritten:
+            del resolved[oid]  # a stub we resolved was rewritten (or undone)
+        stubs = self._zfed_stub_of_target
+        if stubs and not oids.isdisjoint(stubs.values()):
+            stubs.clear()  # a stub we name was rewritten (or undone)
+        targets = self._zfed_uuid_targets
+        for uuid in [uuid for uuid, (oid, _) in targets.items() if oid in oids]:
+            del targets[uuid]
+        checked = self._zfed_uuid_checked
+        for number in [number for number, oid in checked.items() if oid in oids]:
+            del checked[number]
+        if rewritten:
+            self.reload_referrers()  # their loaded referrers read the stubs again
 
     def _zfed_generation_changed(self) -> None:
-        """Existing index entries changed (or may have): drop everything derived from them."""
+        """Existing index entries changed (or may have): drop everything derived from them.
+
+        Called at a transaction boundary (``newTransaction``): the objects
+        every connection of the manager loaded with stub references resolved
+        through the old entries are turned into ghosts too.
+        """
         self._zfed_drop_caches()
         self._zfed_catalog_obj = None  # found again, and its watched oids with it
         self._zfed_watch = None
         manager = self._zfed_manager
         if manager is not None:
             manager.forget_resolutions()
+            for jar in manager.jars.values():
+                jar.reload_referrers()
+        else:
+            self.reload_referrers()
+
+    def reload_referrers(self) -> None:
+        """Make the unchanged objects loaded with stub references ghosts (see ``Participant``).
+
+        ZODB invalidates an object when its record changes; the targets of
+        its stub references also depend on index entries (``stubs_by_oid``,
+        a ``uuid`` member's ``uuids``) that another process may rewrite
+        (reindex, the prune after a pack, a stub rewritten after a rename),
+        and on stub records.  Called at a transaction boundary when those
+        changed, so that loaded objects read their targets again.
+        """
+        referrers, self._zfed_referrers = self._zfed_referrers, {}
+        cache = self._cache
+        gone = []
+        for oid in referrers:
+            obj = cache.get(oid)
+            if obj is None:
+                continue
+            if obj._p_changed:
+                self._zfed_referrers[oid] = None  # changed in this transaction: kept
+            else:
+                gone.append(oid)
+        cache.invalidate(gone)
 
     def _zfed_watch_catalog(self, catalog: Catalog) -> None:
         """Remember the oids whose invalidation means ``catalog``'s entries changed."""
@@ -408,6 +527,10 @@ class FederatedConnection(Connection):
             self._zfed_uuid_checked = _newest(self._zfed_uuid_checked, limit // 2)
         if len(self._zfed_classes) > limit:
             self._zfed_classes = {}
+        if len(self._zfed_referrers) > limit:  # oids of objects the pickle cache dropped
+            cache = self._cache
+            self._zfed_referrers = dict.fromkeys(
+                oid for oid in self._zfed_referrers if cache.get(oid) is not None)
 
     def _zfed_reset_pending(self) -> None:
         # The index writes of this transaction, applied at vote (stubs, uuids,
@@ -422,6 +545,8 @@ class FederatedConnection(Connection):
         self._zfed_ops_version = 0  # bumped by index_later
         self._zfed_applied = 0  # the version apply_index_ops wrote
         self._zfed_reapply = False  # True once it wrote in this commit
+        # Records to rewrite at commit (rewrite_record): oid -> (record, serial, rewrite).
+        self._zfed_rewrites: dict[bytes, tuple[bytes, bytes, Callable[[bytes], Any]]] = {}
 
     def _catalog(self) -> Catalog | None:
         catalog = self._zfed_catalog_obj
@@ -449,6 +574,7 @@ class FederatedConnection(Connection):
         if catalog is None and self._zfed_member.writable:
             catalog = Catalog()
             catalog.member_id = self._zfed_member.member_id
+            catalog.names[self._zfed_member.name] = b""  # before it is stored: see _record_name
             self._zfed_catalog_obj = catalog
             root = self.get(z64)
             root._p_activate()
@@ -458,9 +584,48 @@ class FederatedConnection(Connection):
 
     def register(self, obj: Any) -> None:
         catalog = self._zfed_catalog_obj
-        if (catalog is None or catalog._p_oid is None) and self._zfed_member.writable:
-            self.ensure_catalog()  # before anything of this member is serialized
+        member = self._zfed_member
+        if member.writable:
+            if catalog is None or catalog._p_oid is None:
+                self.ensure_catalog()  # before anything of this member is serialized
+            if not member.name_recorded:
+                self._record_name()
+        if obj is not None and obj._p_oid in self._zfed_referrers:
+            self._zfed_read_generation()
         super().register(obj)
+
+    def _zfed_read_generation(self) -> None:
+        """Check, at commit, that no reindex changed the stub entries this transaction read.
+
+        A changed object is written with the targets it was loaded with; if
+        another process rewrote the entries they came from (a reindex bumps
+        the catalog's ``generation``) since this transaction began, the
+        commit raises a ``ConflictError`` (``readCurrent``), and the retry
+        reads the corrected targets.
+        """
+        catalog = self._catalog()
+        generation = getattr(catalog, "generation", None)
+        oid = getattr(generation, "_p_oid", None)
+        if oid is None or oid in self._readCurrent:
+            return
+        generation._p_activate()
+        self.readCurrent(generation)
+
+    def _record_name(self) -> None:
+        """Add the member's name to the catalog's ``names`` when this transaction votes.
+
+        References written under a name (reference text in foreign records,
+        stubs of a member without a catalog) still find the member after a
+        rename through this record.
+        """
+        name = self._zfed_member.name
+        if ("names", name) in self._zfed_index_ops:
+            return
+        if self.index_get("names", name) is not None:
+            self._zfed_member.name_recorded = True
+            return
+        self._zfed_index_ops["names", name] = b""
+        self._zfed_ops_version += 1
 
     # -- writing ------------------------------------------------------------
 
@@ -675,6 +840,37 @@ class FederatedConnection(Connection):
             self._importDuringCommit(transaction, *self._import)
             self._import = None
         self._store_registered(transaction, 0)
+        if self._zfed_rewrites:
+            self._store_rewrites(transaction)
+
+    def rewrite_record(self, oid: bytes, rewrite: Callable[[bytes], bytes | None]) -> None:
+        """Store ``rewrite(record)`` as the new revision of record ``oid`` when this commits.
+
+        ``record`` is the revision this transaction sees (a change by
+        another transaction since is a ``ConflictError`` at commit);
+        ``rewrite`` runs while this member's objects are stored, so it may
+        call :meth:`stub_reference`, and returns None to leave the record as
+        it is.  Used by ``zfed migrate`` (:mod:`federation.migrate`).
+        """
+        self._require_catalog("rewrite records")  # before anything is stored
+        data, serial = self._storage.load(oid)
+        self._zfed_rewrites[oid] = (data, serial, rewrite)
+        self._register()
+
+    def stub_reference(self, obj: Persistent) -> tuple[Any, type]:
+        """The ``(stub oid, Stub)`` reference to ``obj``, another member's object,
+        making the stub if there is none (from a :meth:`rewrite_record` function)."""
+        writer = FederatedWriter()
+        writer._jar = self
+        return writer._stub_reference(obj, obj._p_jar)
+
+    def _store_rewrites(self, transaction: Any) -> None:
+        for oid, (data, serial, rewrite) in self._zfed_rewrites.items():
+            new = rewrite(data)
+            if new is not None:
+                self._storage.store(oid, serial, new, "", transaction)
+                self._zfed_rewritten.append(oid)
+        self._zfed_rewrites = {}
 
     def _store_stub(self, oid: bytes, state: bytes | tuple[bytes, str]) -> None:
         """Store a new stub record while this member's objects are being stored.
@@ -744,6 +940,29 @@ class FederatedConnection(Connection):
         if manager is not None and self._zfed_placeholders:
             self._zfed_placeholders = False
             self.cacheMinimize()
+
+    # -- the ZODB connection API, within a manager (see federation.databases) ----
+
+    def get_connection(self, database_name: str) -> Any:
+        """``Connection.get_connection``: in a manager, its connection of that member
+        (a database name of native references names its member; see federation.native)."""
+        manager = self._zfed_manager
+        if manager is None:
+            return super().get_connection(database_name)
+        names = manager.federation.native_names
+        return manager.connection(names.get(database_name, database_name))
+
+    def close(self, primary: bool = True) -> None:
+        """``Connection.close``; in a manager, one handle goes back to it.
+
+        See :meth:`federation.manager.Manager.close_connection`; the manager
+        itself closes its connections with ``primary=False``.
+        """
+        manager = self._zfed_manager
+        if primary and manager is not None:
+            manager.close_connection(self)
+        else:
+            super().close(primary)
 
     def _register(self, obj: Any = None) -> None:
         manager = self._zfed_manager
@@ -815,7 +1034,7 @@ class FederatedConnection(Connection):
         if not self._zfed_collected:
             self._zfed_collected = True
             if not (self._registered_objects or self._savepoint_storage is not None
-                    or self._readCurrent or self._import):
+                    or self._readCurrent or self._import or self._zfed_rewrites):
                 return False
             self._check_writable()
             Connection.commit(self, transaction)
@@ -840,9 +1059,14 @@ class FederatedConnection(Connection):
             stored = [self._cache.get(oid) for oid in self._zfed_buffer.records]
             self._store_registered(meta, self._zfed_mark, [
                 obj for obj in stored
-                if isinstance(obj, (Catalog, *_BTREES_TYPES)) and obj._p_changed])
+                if isinstance(obj, (Catalog, Names, *_BTREES_TYPES)) and obj._p_changed])
         else:
-            self._store_registered(meta, self._zfed_mark)
+            # Index records made by this transaction (a catalog created during
+            # this commit) were stored before the entries were applied: again.
+            creating = self._creating
+            self._store_registered(meta, self._zfed_mark, [
+                obj for obj in self._registered_objects[self._zfed_mark:]
+                if obj._p_oid in creating and isinstance(obj, (Catalog, *_BTREES_TYPES))])
         return True
 
     def has_writes(self) -> bool:
@@ -902,6 +1126,8 @@ class FederatedConnection(Connection):
             super().tpc_finish(transaction)
         else:
             self._tpc_cleanup()
+        self._cache.invalidate(self._zfed_rewritten)  # objects read before their rewrite
+        self._zfed_rewritten = []
         for (index, key), value in self._zfed_index_ops.items():
             if value is None:
                 continue
@@ -978,8 +1204,56 @@ class FederatedConnection(Connection):
 
     # -- reading ------------------------------------------------------------
 
+    def _native_jar(self, database_name: str) -> Any:
+        """The jar, in this connection's manager, of the member called ``database_name``
+        by native references (see :mod:`federation.native`); else an ``Unreachable``."""
+        manager = self._zfed_manager
+        assert manager is not None
+        name = manager.federation.native_names.get(database_name)
+        if name is None:
+            return Unreachable(z64, DanglingStub(
+                f"Member {self._zfed_member.name!r} holds a native reference to database "
+                f"{shorten(database_name)}, which no member of this federation is (a member's "
+                "'database_name' setting names it)."
+            ))
+        try:
+            return manager.jar(name)
+        except MemberUnavailable as error:
+            return Unreachable(z64, error)
+
+    def _native_target(self, pid: list[Any]) -> Any:
+        """The object a native ``['m', ...]`` or ``['n', ...]`` reference names.
+
+        In a federation: the object of the member of that database name, in
+        this manager (one object per target, one transaction); an
+        ``Unreachable`` placeholder, which writes the reference back as it
+        was, for a database that is no member or a member that is unavailable.
+        Without a manager: ZODB's own multi-database loading when the
+        database's ``databases`` mapping has that name, else a placeholder.
+        """
+        form, (database_name, oid, *klass) = pid
+        oid = oid.encode("ascii") if isinstance(oid, str) else oid
+        if self._zfed_manager is None:
+            self._zfed_placeholders = True  # dropped when a manager attaches
+            if database_name in self._db.databases:
+                return ObjectReader.loaders[form](self._reader, database_name, oid, *klass)
+            return Unreachable(oid, MemberUnavailable(
+                database_name, u64(oid),
+                FederationError("the connection is not in a federation")), pid)
+        jar = self._native_jar(database_name)
+        if isinstance(jar, Unreachable):
+            jar.stub_oid, jar.reference = oid, pid
+            return jar
+        if klass:
+            return jar.ghost(oid, klass[0])
+        try:
+            return jar.get(oid)
+        except POSKeyError:
+            return Unreachable(oid, ObjectMissing(jar.member_name, oid), pid)
+
     def _resolve_stub(self, stub_oid: bytes) -> Any:
         """The target of the stub ``stub_oid`` (a ghost, or an ``Unreachable``)."""
+        self._zfed_stub_reads += 1
         resolved = self._zfed_resolved.get(stub_oid)
         if resolved is None:
             resolved = self._resolve_stub_entry(stub_oid)

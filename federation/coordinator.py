@@ -201,6 +201,7 @@ class _Plan:
         joined = coordinator.joined
         participants = [jar for jar in joined if jar.has_writes()]
         idle = [jar for jar in joined if jar not in participants]
+        _refuse_shared_locks(participants)
         plan = cls(coordinator, participants, idle)
         last = [jar for jar in participants if jar.commit_style == "last_resource"]
         if len(last) > 1:
@@ -339,6 +340,22 @@ class _Plan:
             _quietly(recovery.resolve, self.federation, self.gid)
         else:
             _quietly(recovery.forget, self.federation, self.journal_member, self.gid)
+
+
+def _refuse_shared_locks(participants: list[Participant]) -> None:
+    """Refuse two participants of one member (two managers on one transaction manager):
+    the second ZODB branch would wait forever for the commit lock of its storage, which
+    the first holds, and a SQL branch for the locks the first one's rows hold."""
+    seen: set[int] = set()
+    for jar in participants:
+        if id(jar.member) in seen:
+            raise FederationError(
+                f"Member {jar.member_name!r} was changed through two of its connections in "
+                "this transaction (two federation managers on one transaction manager, say "
+                "Federation.open() and db.open()), which cannot commit together; make the "
+                "changes through one manager. Nothing was written."
+            )
+        seen.add(id(jar.member))
 
 
 def _lock_key(jar: Participant) -> str:

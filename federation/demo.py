@@ -1,4 +1,7 @@
-"""``zfed demo``: a federation of three FileStorage members, linked, reopened, shown.
+"""``zfed demo``: a federation of three FileStorage members and a SQLite table, linked.
+
+The demo writes its configuration, ``federation.toml``, beside its files,
+and opens the federation from it, as every ``zfed`` command can.
 
 - ``library`` holds books (referred to by oid, the ``integer`` kind);
 - ``people`` holds authors and names them by ``uuid``;
@@ -12,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +24,7 @@ import transaction
 from persistent import Persistent
 
 import federation
-from federation.adapters import sql
+from federation.errors import ConfigurationError, shorten
 from federation.split import Split, SplitObject
 
 BOOKS = [
@@ -62,10 +66,6 @@ class Note(Persistent):
         self.by = by
 
 
-READERS = sql.Table("reader", Reader, key="id", columns={"name": "name"},
-                    refs={"favourite": "favourite"})
-
-
 def _book_by_title(jar: object, attribute: str, value: str) -> Book | None:
     return jar.root().get(value)  # library's root keeps books by title
 
@@ -77,19 +77,61 @@ class Rating(SplitObject):
                       unique={"title"}, search=_book_by_title)
 
 
-def member_uris(directory: Path) -> dict[str, object]:
-    """The demo's members: three FileStorage files and a SQLite table in ``directory``."""
-    readers = directory / "readers.sqlite"
-    with sqlite3.connect(readers) as db:
+#: The file, in the demo's directory, that describes its federation.
+CONFIG_NAME = "federation.toml"
+
+CONFIG = """\
+# The demo federation, written by zfed demo.  Every zfed command takes it
+# (zfed info federation.toml), and so does federation.open_config().
+# Paths are relative to this file.
+
+[members.library]
+path = "library.fs"
+create = true
+
+[members.people]
+path = "people.fs"
+key = "uuid"
+create = true
+
+[members.notes]
+path = "notes.fs"
+create = true
+
+# Rows of the table reader in a SQLite file, as federation.demo.Reader objects.
+[members.readers]
+adapter = "sqlite"
+
+[members.readers.options]
+path = "readers.sqlite"
+table = "reader"
+class = "federation.demo.Reader"
+key = "id"
+columns = { name = "name" }
+refs = { favourite = "favourite" }
+"""
+
+
+def write_config(directory: Path) -> Path:
+    """Write the demo's configuration (and its SQLite table) in ``directory``; its path.
+
+    A ``federation.toml`` there that is not the demo's is refused, untouched.
+    """
+    config = directory / CONFIG_NAME
+    try:
+        existing = config.read_text(encoding="utf-8") if config.exists() else CONFIG
+    except (OSError, ValueError) as error:
+        existing = f"unreadable: {error}"
+    if existing != CONFIG:
+        raise ConfigurationError(
+            f"{shorten(str(config))} exists and is not the demo's configuration; run the "
+            "demo in another directory."
+        )
+    with contextlib.closing(sqlite3.connect(directory / "readers.sqlite")) as db, db:
         db.execute("CREATE TABLE IF NOT EXISTS reader "
                    "(id INTEGER PRIMARY KEY, name TEXT NOT NULL, favourite TEXT)")
-    db.close()
-    return {
-        "library": (directory / "library.fs").resolve().as_uri(),
-        "people": {"uri": (directory / "people.fs").resolve().as_uri(), "key": "uuid"},
-        "notes": (directory / "notes.fs").resolve().as_uri(),
-        "readers": sql.sqlite("readers", str(readers.resolve()), READERS),
-    }
+    config.write_text(CONFIG, encoding="utf-8")
+    return config
 
 
 def _populate(conn: federation.Manager) -> None:
@@ -121,16 +163,19 @@ def _populate(conn: federation.Manager) -> None:
 def run(directory: Path, echo: Callable[[str], None] = print) -> None:
     """Create (or reopen) the demo federation in ``directory`` and print what is where."""
     directory.mkdir(parents=True, exist_ok=True)
-    uris = member_uris(directory)
-    with federation.open(uris) as fed, fed.open() as conn:
+    config = write_config(directory)
+    with federation.open_config(config) as fed, fed.open() as conn:
+        names = list(fed.members)
         fresh = len(conn.root("library")) == 0
         if fresh:
             _populate(conn)
-    echo(f"zodb-federation demo in {directory} (members: {', '.join(uris)})")
+    echo(f"zodb-federation demo in {directory} (members: {', '.join(names)})")
     echo("Created the demo objects, committed, and reopened the databases."
          if fresh else "Reopened the databases of an earlier run.")
+    echo(f"Its configuration is {config}: give it to any zfed command "
+         f"(zfed info {config}).")
 
-    with federation.open(uris) as fed, fed.open() as conn:
+    with federation.open_config(config) as fed, fed.open() as conn:
         echo("\nObjects, their member and key:")
         for key in sorted(conn.root("people")):
             person = conn.root("people")[key]
@@ -153,7 +198,7 @@ def run(directory: Path, echo: Callable[[str], None] = print) -> None:
             echo(f"  {rating.title!r} by {rating.author.name}: {'*' * rating.stars}"
                  f"  (title and author read from library, stars from notes)")
         echo("\nStub records, kept in the referencing member:")
-        for name in uris:
+        for name in names:
             stubs = conn.stubs(name)
             echo(f"  {name}: {len(stubs)} stub(s)")
             for stub in stubs:

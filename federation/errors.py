@@ -75,6 +75,17 @@ class UnknownMember(FederationError, KeyError):
         super().__init__(f"The federation has no member named {shorten(member)}.{hint}")
 
 
+class NoZodbDatabase(FederationError, KeyError):
+    """A foreign member was asked for its ZODB database or connection, which it has not."""
+
+    def __init__(self, member: str) -> None:
+        self.member = member
+        super().__init__(
+            f"Member {shorten(member)} is a foreign member and has no ZODB database or "
+            "connection; reach its objects through references or the manager's get()."
+        )
+
+
 class KeyNotFound(FederationError, KeyError):
     """A key names no object in a member."""
 
@@ -136,6 +147,11 @@ class DanglingStub(FederationError, KeyError):
 
 class ReadOnlyMember(FederationError):
     """A change was made to an object of a member opened read-only."""
+
+
+class MigrationError(FederationError):
+    """``zfed migrate`` cannot rewrite a member's records (a bad batch size, a
+    read-only member, a record whose pickle cannot be rebuilt)."""
 
 
 class CommitFenced(FederationError, TransientError):

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import functools
-import os
-import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
+from urllib.parse import unquote, urlsplit
 
 from ZODB.DB import DB
 from ZODB.interfaces import IStorage
 
 from federation import check as checking
-from federation import gc, recovery, resolvers
+from federation import gc, migrate, native, plugins, recovery, resolvers
 from federation.adapters.zodb import ZODB_KINDS, ZodbMember
 from federation.connection import FederatedConnection
 from federation.coordinator import Coordinator
+from federation.databases import Databases
 from federation.errors import (
     ConfigurationError,
+    DanglingStub,
     FederationError,
     InDoubtTransactions,
     MemberOpenError,
@@ -32,29 +31,30 @@ from federation.errors import (
 )
 from federation.foreign import ForeignMember
 from federation.interfaces import Adapter
-from federation.manager import Manager, default_transaction_manager
-from federation.ref import check_member_name
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
+from federation.manager import Manager, thread_transaction_manager
+from federation.ref import MEMBER_ID, MEMBER_NAME, Ref, check_member_name, parse_ref_text
 
 
 class Federation:
     """Several databases used as one graph of persistent objects.
 
     ``members`` maps member names to sources: a zodburi URI, a storage, a
-    ``ZODB.DB``, or a mapping with ``source`` (or ``uri``) and optional
-    ``key`` (``integer`` or ``uuid``), ``read_only`` and ``create`` (true by
-    default; when false, a ``file://`` member whose file does not exist is
-    an error).  ``placement`` maps classes (or dotted class names) to the
+    ``ZODB.DB``, an adapter factory (a foreign member), or a mapping with
+    ``source`` (or ``uri``) and optional ``key`` (``integer`` or ``uuid``),
+    ``read_only``, ``create`` (true by default; when false, a ``file://``
+    member whose file does not exist is an error) and ``database_name``
+    (what native multi-database references call the member's database;
+    :mod:`federation.native`); or, for a
+    foreign member, a mapping with ``adapter`` (a factory, or the name of
+    one with its ``options``: see :mod:`federation.plugins`) and
+    ``read_only``.  ``placement`` maps classes (or dotted class names) to the
     member their new instances go to.
     """
 
     def __init__(self, members: Mapping[str, Any], *,
                  placement: Mapping[type | str, str] | None = None,
                  recover: bool = True) -> None:
+        self._closed = False
         if not isinstance(members, Mapping) or not members:
             raise ConfigurationError(
                 f"A federation needs a mapping of one or more members, not {shorten(members)}."
@@ -75,6 +75,7 @@ class Federation:
                 check_member_name(name)
                 self.members[name] = _make_member(name, spec)
             self.members_by_id = self._index_members()
+            self.native_names = native.database_names(self.members)
             for cls, member in (placement or {}).items():
                 self._add_placement(cls, member)
         except BaseException:
@@ -85,6 +86,11 @@ class Federation:
         self.recovery = recovery.RecoveryReport()
         if recover:
             self._recover()
+        self.databases = Databases(self)
+        """Each ZODB member as a ``ZODB.DB``, for code that calls ``db.open()``.
+
+        See :class:`federation.interfaces.Database` and :mod:`federation.databases`.
+        """
 
     def _recover(self) -> None:
         """Settle what a crash left half-done, before any manager is handed out."""
@@ -172,6 +178,12 @@ class Federation:
         self._placement[cls if isinstance(cls, str) else _dotted(cls)] = member
 
     def _index_members(self) -> dict[str, ZodbMember | ForeignMember]:
+        """Members by id, by ``name:<name>``, and by ``name:<former name>``.
+
+        Former names (recorded in the member's own store, or given by the
+        setting ``former_names``) resolve references written before a
+        rename, unless a current member has that name.
+        """
         by_id: dict[str, ZodbMember | ForeignMember] = {}
         for member in self.members.values():
             other = by_id.get(member.member_id)
@@ -182,9 +194,43 @@ class Federation:
             by_id[member.member_id] = member
             by_id.setdefault(f"name:{member.name}", member)
         for member in self.members.values():
-            if isinstance(member, ZodbMember):
-                member.federation_ids = by_id  # a member id can change: see catalog_found
+            for former in member.former_names:
+                by_id.setdefault(f"name:{former}", member)
+            member.federation_ids = by_id  # a member id can change: see catalog_found
         return by_id
+
+    def member_for(self, name: str, member_id: str | None = None) -> ZodbMember | ForeignMember:
+        """The member a reference names by ``name`` and, if it has one, its stable id.
+
+        The id wins (the member may have been renamed since); without one,
+        the member of that name, else the member that had that name.  A
+        known name whose member is another database than the id says raises
+        :class:`~federation.DanglingStub`; an unknown one :class:`UnknownMember`.
+        """
+        by_id = self.members_by_id
+        if member_id is not None:
+            member = by_id.get(member_id)
+            if member is not None:
+                return member
+        member = self.members.get(name) or by_id.get(f"name:{name}")
+        if member is None:
+            raise UnknownMember(name, list(self.members))
+        if member_id is not None and member.available and not member.member_id.startswith(
+                "name:"):
+            raise DanglingStub(
+                f"A reference names member {name!r} (id {member_id}), but the member of that "
+                f"name is another database (id {member.member_id})."
+            )
+        return member
+
+    def ref_of_text(self, text: str) -> Ref:
+        """The :class:`Ref` that reference text of a foreign record names, by current name.
+
+        See :func:`federation.ref.ref_text` for the text.
+        """
+        ref, member_id = parse_ref_text(text)
+        member = self.member_for(ref.member, member_id)
+        return ref if member.name == ref.member else Ref(member.name, ref.kind, ref.key)
 
     def member(self, name: str) -> ZodbMember | ForeignMember:
         """The member called ``name``; ``UnknownMember`` if there is none."""
@@ -210,10 +256,12 @@ class Federation:
         return member
 
     def open(self, transaction_manager: Any = None) -> Manager:
-        """Open a :class:`Manager` joined to ``transaction_manager`` (the thread's by default)."""
-        tm = transaction_manager if transaction_manager is not None else (
-            default_transaction_manager()
-        )
+        """Open a :class:`Manager` joined to ``transaction_manager``.
+
+        The thread's by default, and for ``transaction.manager``, which
+        stands for each thread's own.
+        """
+        tm = thread_transaction_manager(transaction_manager)
         names = {member.name for member in self.members.values() if member.available}
         jars = self._idle.pop() if self._idle else {}
         try:
@@ -247,12 +295,28 @@ class Federation:
         """Read every member and report inconsistencies. See :func:`federation.check.check`."""
         return checking.check(self, exclude=exclude, repair=repair, progress=progress)
 
+    def migrate(self, *, to_native: bool = False, batch: int = migrate.BATCH,
+                dry_run: bool = False, members: Iterable[str] | None = None,
+                progress: gc.Progress | None = None) -> migrate.MigrationReport:
+        """Rewrite native multi-database references into stubs (or, ``to_native``, back).
+
+        See :func:`federation.migrate.migrate`.
+        """
+        return migrate.migrate(self, to_native=to_native, batch=batch, dry_run=dry_run,
+                               members=members, progress=progress)
+
     def release(self, jars: dict[str, FederatedConnection]) -> None:
         # Member connections are kept together: their caches refer to each other.
         self._idle.append(jars)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._closed
+
     def close(self) -> None:
         """Close every member database the federation opened."""
+        self._closed = True
         self._idle = []
         recovery.delete_finished(self)
         for member in self.members.values():
@@ -267,6 +331,10 @@ class Federation:
 
 def _dotted(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+#: The database name ``ZODB.DB`` gives a database when it is told none.
+ZODB_DEFAULT_NAME = "unnamed"
 
 
 def _make_member(name: str, spec: Any) -> ZodbMember | ForeignMember:
@@ -285,15 +353,32 @@ def _member_of(name: str, spec: Any) -> ZodbMember | ForeignMember:
     if isinstance(spec, Mapping):
         options = dict(spec)
         read_only = _setting(name, options, "read_only", bool, False)
+        former = _former_names(name, options)
         if "adapter" in options:
             factory = options.pop("adapter")
-            if not callable(factory):
+            adapter_options = options.pop("options", None)
+            member_id = options.pop("member_id", None)
+            if member_id is not None and not (isinstance(member_id, str)
+                                              and MEMBER_ID.fullmatch(member_id)):
                 raise ConfigurationError(
-                    f"Member {name!r}: the setting 'adapter' must be an adapter factory, not "
-                    f"{shorten(factory)}."
+                    f"Member {name!r}: the setting 'member_id' must be 1 to 64 letters, digits, "
+                    f"'_', '.' or '-', not {shorten(member_id)}."
                 )
             _no_more(name, options)
-            return ForeignMember(name, _checked_factory(name, factory), read_only=read_only)
+            if isinstance(factory, str):  # named in a configuration: see federation.plugins
+                factory = plugins.configured(name, factory, adapter_options)
+            elif not callable(factory):
+                raise ConfigurationError(
+                    f"Member {name!r}: the setting 'adapter' must be an adapter factory or "
+                    f"the name of one, not {shorten(factory)}."
+                )
+            elif adapter_options is not None:
+                raise ConfigurationError(
+                    f"Member {name!r}: the setting 'options' goes with an adapter named by "
+                    "text; call the adapter factory with its options instead."
+                )
+            return ForeignMember(name, _checked_factory(name, factory), read_only=read_only,
+                                 member_id=member_id, former_names=former)
         source = options.pop("source", None)
         uri = options.pop("uri", None)
         if source is not None and uri is not None:
@@ -301,16 +386,59 @@ def _member_of(name: str, spec: Any) -> ZodbMember | ForeignMember:
         source = source if source is not None else uri
         if source is None:
             raise ConfigurationError(f"Member {name!r} has no 'uri' or 'source'.")
+        if isinstance(source, str):
+            source = literal_file_uri(name, source)
         kind = _setting(name, options, "key", str, "integer")
         create = _setting(name, options, "create", bool, True)
+        database_name = _setting(name, options, "database_name", str, "") or None
         _no_more(name, options)
-        resolvers.get(kind)
+        if kind not in resolvers.kinds():
+            raise ConfigurationError(
+                f"Member {name!r}: the setting 'key' names {shorten(kind)}, which is no "
+                f"registered key kind ({', '.join(resolvers.kinds())})."
+            )
         if (not create or read_only) and kind in ZODB_KINDS:  # ZodbMember reports a bad kind
             _require_file(name, source, read_only)
-        return ZodbMember(name, source, kind=kind, read_only=read_only)
+        member = ZodbMember(name, source, kind=kind, read_only=read_only,
+                            database_name=database_name or _database_name(name, source))
+        member.former_names = (*member.former_names, *former)
+        return member
     if callable(spec) and not isinstance(spec, (str, DB)) and not IStorage.providedBy(spec):
         return ForeignMember(name, _checked_factory(name, spec))  # an adapter factory
-    return ZodbMember(name, spec)
+    return ZodbMember(name, literal_file_uri(name, spec) if isinstance(spec, str) else spec,
+                      database_name=_database_name(name, spec))
+
+
+def _database_name(name: str, source: Any) -> str | None:
+    """The member name for a ``ZODB.DB`` of no multi-database still called by ZODB's
+    default name (no native reference names it, and two such would clash); else None:
+    the member's own rule (see ``ZodbMember``)."""
+    if (isinstance(source, DB) and source.database_name == ZODB_DEFAULT_NAME
+            and len(source.databases) <= 1):
+        return name
+    return None
+
+
+def literal_file_uri(name: str, uri: str) -> str:
+    """``uri`` as zodburi must read it: a ``file://`` URI's path percent-decoded.
+
+    A ``file://`` URI percent-encodes its path (``Path.as_uri()``,
+    ``path =`` in a configuration), but zodburi opens the path as it is
+    written: ``my%20data.fs``, a new empty database beside ``my data.fs``.
+    A path with ``#`` or ``?`` cannot be written for zodburi at all, and is
+    refused.  Other URIs are returned as they are.
+    """
+    parts = urlsplit(uri)
+    if parts.scheme != "file":
+        return uri
+    path = unquote(parts.netloc + parts.path)  # zodburi: a relative path is the netloc
+    if "#" in path or "?" in path:
+        raise ConfigurationError(
+            f"Member {name!r}: the file {shorten(path)} has a '#' or '?' in its path, which "
+            "a file:// URI cannot give to zodburi; rename it, or open its FileStorage "
+            "yourself and give the storage."
+        )
+    return f"file://{path}" + (f"?{parts.query}" if parts.query else "")
 
 
 def _require_file(name: str, source: Any, read_only: bool) -> None:
@@ -318,11 +446,12 @@ def _require_file(name: str, source: Any, read_only: bool) -> None:
     if not isinstance(source, str):
         return
     parts = urlsplit(source)
-    if parts.scheme == "file" and not Path(url2pathname(parts.path)).exists():
+    path = parts.netloc + parts.path  # as zodburi opens it (see literal_file_uri)
+    if parts.scheme == "file" and not Path(path).exists():
         remedy = ("a read-only member is never created" if read_only else
                   "fix the path, or set 'create = true' for the member to create it")
         raise ConfigurationError(
-            f"Member {name!r}: the file {url2pathname(parts.path)!r} does not exist; {remedy}."
+            f"Member {name!r}: the file {path!r} does not exist; {remedy}."
         )
 
 
@@ -351,6 +480,18 @@ def _setting(name: str, options: dict[str, Any], setting: str, kind: type, defau
     return value
 
 
+def _former_names(name: str, options: dict[str, Any]) -> tuple[str, ...]:
+    """The setting ``former_names``: names the member had, that old references use."""
+    former = options.pop("former_names", ())
+    if isinstance(former, str) or not isinstance(former, (list, tuple)) or not all(
+            isinstance(item, str) and MEMBER_NAME.fullmatch(item) for item in former):
+        raise ConfigurationError(
+            f"Member {name!r}: the setting 'former_names' must be a list of member names, not "
+            f"{shorten(former)}."
+        )
+    return tuple(former)
+
+
 def _no_more(name: str, options: dict[str, Any]) -> None:
     if options:
         unknown = ", ".join(sorted(shorten(key, 40).strip("'") for key in options))
@@ -367,93 +508,3 @@ def open(members: Mapping[str, Any], *,
     settled safely raise :class:`~federation.InDoubtTransactions`.
     """
     return Federation(members, placement=placement, recover=recover)
-
-
-def open_config(path: str | Path, *, recover: bool = True) -> Federation:
-    """Open the federation a TOML file describes.
-
-    ::
-
-        [members.main]
-        uri = "file:///srv/main.fs"
-
-        [members.people]
-        uri = "zeo://127.0.0.1:8100"
-        key = "uuid"
-        read_only = true
-
-        [placement]
-        "myapp.notes.Note" = "main"
-
-    Relative ``file://`` paths are not supported by zodburi; use absolute
-    URIs, or ``path = "main.fs"``, which is taken relative to the file.
-
-    A ``path`` or ``file://`` member whose file does not exist is a
-    :class:`ConfigurationError` (a typo must not create an empty member),
-    unless its table says ``create = true``.
-    """
-    members, placement = read_config(path)
-    return Federation(members, placement=placement, recover=recover)
-
-
-def read_config(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """The member tables and the placement of a configuration file (see :func:`open_config`).
-
-    Each ``path`` is turned into an absolute ``file://`` ``uri``, and
-    ``create`` is made explicit; nothing is opened.
-    """
-    if not isinstance(path, (str, os.PathLike)):
-        raise ConfigurationError(f"{shorten(path)} is not the path of a configuration file.")
-    path = Path(path)
-    where = shorten(str(path))
-    try:
-        with path.open("rb") as stream:
-            config = tomllib.load(stream)
-    except (OSError, ValueError) as error:  # TOMLDecodeError and UnicodeDecodeError included
-        raise ConfigurationError(
-            f"Cannot read federation configuration {where}: {describe(error)}."
-        ) from error
-    except RecursionError:  # tomllib recurses once per level of nested arrays and tables
-        raise ConfigurationError(
-            f"Cannot read federation configuration {where}: it nests arrays or tables too "
-            "deeply."
-        ) from None
-    members = config.get("members")
-    if not isinstance(members, dict) or not members:
-        raise ConfigurationError(f"{where} has no [members.NAME] tables.")
-    placement = config.get("placement")
-    if placement is not None and not isinstance(placement, dict):
-        raise ConfigurationError(f"{where}: [placement] must be a table of class = member.")
-    specs = {}
-    for name, table in members.items():
-        if not isinstance(table, dict):
-            raise ConfigurationError(
-                f"{where}: members.{shorten(name)} must be a table of settings, not "
-                f"{shorten(table)}."
-            )
-        table = dict(table)
-        relative = table.pop("path", None)
-        if relative is not None:
-            table["uri"] = _path_uri(name, path, relative, "uri" in table)
-        if "adapter" not in table:
-            table.setdefault("create", False)
-        specs[name] = table
-    return specs, config.get("placement") or {}
-
-
-def _path_uri(name: str, config: Path, relative: Any, has_uri: bool) -> str:
-    """The ``file://`` URI of a member's ``path`` setting, relative to the configuration."""
-    if has_uri:
-        raise ConfigurationError(f"Member {shorten(name)} has both 'path' and 'uri'; keep one.")
-    if not isinstance(relative, str) or not relative:
-        raise ConfigurationError(
-            f"Member {shorten(name)}: the setting 'path' must be a non-empty string, not "
-            f"{shorten(relative)}."
-        )
-    try:
-        return (config.parent / relative).resolve().as_uri()
-    except (OSError, ValueError) as error:
-        raise ConfigurationError(
-            f"Member {shorten(name)}: the path {shorten(relative)} is not usable: "
-            f"{describe(error)}."
-        ) from error

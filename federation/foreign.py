@@ -42,13 +42,24 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from persistent import PickleCache
+from ZODB.POSException import ReadConflictError
 
 from federation import resolvers
-from federation.catalog import target_key
-from federation.connection import ObjectMissing
-from federation.errors import FederationError, InvalidKey, ReadOnlyMember
-from federation.interfaces import Adapter, OutcomeRecording
-from federation.ref import Ref
+from federation.catalog import Catalog, target_key
+from federation.connection import ObjectMissing, Unreachable
+from federation.errors import (
+    ConfigurationError,
+    DanglingStub,
+    FederationError,
+    InvalidKey,
+    KeyNotFound,
+    MemberUnavailable,
+    ReadOnlyMember,
+    UnknownKind,
+    UnknownMember,
+)
+from federation.interfaces import Adapter, MemberRecord, OutcomeRecording
+from federation.ref import ref_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -67,14 +78,20 @@ class ForeignMember:
     """
 
     def __init__(self, name: str, factory: Callable[[], Adapter], *,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, member_id: str | None = None,
+                 former_names: tuple[str, ...] = ()) -> None:
         self.name = name
         self.factory = factory
         self.read_only = read_only
         self.member_id = f"name:{name}"
+        #: Names the member had (its store's record, and the setting ``former_names``).
+        self.former_names = tuple(former_names)
+        #: The federation's ``members_by_id``, kept current when the id is stored.
+        self.federation_ids: dict[str, Any] | None = None
         self.error: BaseException | None = None
         self.db = None
         self._jars: list[ForeignJar] = []
+        self._recorded = True  # nothing to store (see store_member_id)
         probe = factory()
         try:
             if not isinstance(probe, Adapter):
@@ -83,8 +100,57 @@ class ForeignMember:
             self.two_phase = bool(probe.two_phase)
             self.lookup_kinds = frozenset(getattr(probe, "lookup_kinds", ()))
             resolvers.get(self.kind)
+            self._read_member_record(probe, member_id)
         finally:
             probe.close()
+
+    def _read_member_record(self, probe: Adapter, configured: str | None) -> None:
+        """Take the member id and former names the store keeps (reading only)."""
+        stored: str | None = None
+        if isinstance(probe, MemberRecord):
+            stored, names = probe.member_record()
+            self.former_names += tuple(n for n in names if n != self.name)
+            self._recorded = self.read_only or self.name in names
+        if configured is not None and stored is not None and configured != stored:
+            raise ConfigurationError(
+                f"Member {self.name!r}: the setting 'member_id' says {configured!r}, but its "
+                f"store keeps the id {stored!r}; remove the setting."
+            )
+        chosen = configured or stored
+        if chosen is not None:
+            self.member_id = chosen
+
+    @property
+    def former_ids(self) -> tuple[str, ...]:
+        """The ids stubs made before the member kept a stable id name it by."""
+        if self.member_id.startswith("name:"):
+            return ()
+        return tuple(f"name:{name}" for name in (self.name, *self.former_names))
+
+    def store_member_id(self, adapter: Adapter) -> str:
+        """The member's id, stored first (with its name) if the store does not keep it yet.
+
+        Called before anything naming the member by its id is written (a stub,
+        reference text): from then on the id must not change.  A store that
+        cannot keep it (read-only, or an adapter without
+        :class:`~federation.interfaces.MemberRecord`) keeps ``name:<name>``, or
+        the setting ``member_id``.
+        """
+        if self._recorded or not isinstance(adapter, MemberRecord):
+            return self.member_id
+        candidate = self.member_id
+        if candidate.startswith("name:"):
+            candidate = Catalog.new_member_id()
+        stored, durable = adapter.record_member(self.name, candidate)
+        if stored != self.member_id:
+            ids = self.federation_ids
+            if ids is not None:
+                ids.pop(self.member_id, None)
+                ids[stored] = self
+                ids.setdefault(f"name:{self.name}", self)
+            self.member_id = stored
+        self._recorded = durable
+        return stored
 
     available = True
 
@@ -143,6 +209,9 @@ class ForeignJar:
 
     def forget_resolutions(self) -> None:
         """Nothing to forget: a foreign member resolves no stubs (see ``Participant``)."""
+
+    def reload_referrers(self) -> None:
+        """Nothing to do: every object is a ghost again at each transaction boundary."""
 
     def open(self, transaction_manager: Any, delegate: bool = False) -> None:
         self.transaction_manager = transaction_manager
@@ -266,6 +335,15 @@ class ForeignJar:
         entry = (member.member_id, member.name, member.kind, obj._p_oid,
                  klass.__module__, klass.__name__)
         return target_key(member.member_id, member.kind, obj._p_oid), entry
+
+    def stable_member_id(self) -> str:
+        """The member id that stubs and reference text naming this member's objects keep.
+
+        Stored in the member's store first if it keeps none yet (see
+        :meth:`ForeignMember.store_member_id`): called only where such a
+        reference is about to be written, never on a read.
+        """
+        return self._zfed_member.store_member_id(self.adapter)
 
     def _implicitlyAdding(self, oid: bytes) -> bool:
         return False
@@ -401,12 +479,19 @@ class ForeignJar:
 
     def _objects(self, record: dict[str, Any]) -> dict[str, Any]:
         state = dict(record)
-        manager = self._zfed_manager
         for name in self.adapter.ref_attributes:
             text = state.get(name)
             if text is not None:
-                state[name] = manager.get(Ref.parse(text))
+                state[name] = self._target_of(text)
         return state
+
+    def _target_of(self, text: str) -> Any:
+        """The object reference text names: a ghost, or an :class:`UnreachableRef`."""
+        manager = self._zfed_manager
+        try:
+            return manager.get(manager.federation.ref_of_text(text))
+        except UNREACHABLE_REFERENCE as error:
+            return UnreachableRef(text, error)
 
     def _record(self, obj: Any) -> dict[str, Any]:
         state = obj.__getstate__()
@@ -416,12 +501,35 @@ class ForeignJar:
                 f"{self._zfed_member.name!r} cannot store them."
             )
         record = dict(state)
-        manager = self._zfed_manager
         for name in self.adapter.ref_attributes:
             value = record.get(name)
             if value is not None:
-                record[name] = str(manager.ref(value))
+                record[name] = self._text_of(value)
         return record
+
+    def _same_target(self, old: Any, new: str) -> bool:
+        """True if the texts name one object (written before and after a rename, say).
+
+        A record keeps the text it was loaded with unless the reference
+        changed: only changed attributes are written, so that a concurrent
+        change of another attribute is not overwritten.
+        """
+        if not isinstance(old, str):
+            return False
+        federation = self._zfed_manager.federation
+        try:
+            return federation.ref_of_text(old) == federation.ref_of_text(new)
+        except FederationError:
+            return False
+
+    def _text_of(self, value: Any) -> str:
+        """The reference text naming ``value`` (see :func:`federation.ref.ref_text`)."""
+        if isinstance(value, UnreachableRef):
+            return value.text  # kept as it was read
+        ref = self._zfed_manager.ref(value)
+        jar = value._p_jar
+        stable = getattr(jar, "stable_member_id", None)
+        return ref_text(ref, stable() if stable is not None else jar.member.member_id)
 
     # -- taking part in a federated commit (see interfaces.Participant) --------
 
@@ -475,7 +583,9 @@ class ForeignJar:
             elif obj._p_changed:
                 record = self._record(obj)
                 loaded = self._loaded.get(oid, {})
-                changed = {k: v for k, v in record.items() if loaded.get(k, _MISSING) != v}
+                refs = self.adapter.ref_attributes
+                changed = {k: v for k, v in record.items() if loaded.get(k, _MISSING) != v
+                           and not (k in refs and self._same_target(loaded.get(k), v))}
                 changed.update({k: None for k in loaded.keys() - record.keys()})
                 if changed:
                     self._ops.append(("store", key, changed))
@@ -590,6 +700,27 @@ class ForeignJar:
 
 
 _MISSING = object()
+
+#: Why reference text names nothing loadable now: the record still loads, with a placeholder.
+#: (A ``ReadConflictError``: the text names a ZODB object newer than the manager's snapshot,
+#: as foreign records are read as they are now; the placeholder raises it, and a retry reads
+#: it in a newer snapshot.)
+UNREACHABLE_REFERENCE = (MemberUnavailable, UnknownMember, DanglingStub, KeyNotFound, InvalidKey,
+                         UnknownKind, ReadConflictError)
+
+
+class UnreachableRef(Unreachable):
+    """The :class:`~federation.connection.Unreachable` placeholder of a foreign record's reference.
+
+    Touching it raises the error; writing the record back keeps ``text``,
+    the reference text as it was read.
+    """
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str, error: FederationError) -> None:
+        super().__init__(None, error)
+        self.text = text
 
 
 def _snapshot(state: dict[str, Any]) -> dict[str, Any]:

@@ -114,9 +114,11 @@ class CollectionReport(dict[str, MemberCollection]):
             state = "packed" if result.packed else (result.note or "not packed")
             if self.dry_run:
                 state = "dry run, nothing changed"
-            lines.append(f"{name}: {state}; {result.stubs} live stubs; {result.marked} live "
-                         f"objects, {verb} {len(result.collectable)}, {result.keep_alive} kept "
-                         "alive for other members")
+            elif result.packed:  # the stubs left are counted after packing
+                state += f"; {result.stubs} live stubs"
+            lines.append(f"{name}: {state}; {result.marked} live objects, {verb} "
+                         f"{len(result.collectable)}, {result.keep_alive} kept alive for other "
+                         "members")
         for name in sorted(self.excluded):
             lines.append(f"{name}: excluded (not read, not packed)")
         total = sum(len(result.collectable) for result in self.values())
@@ -137,8 +139,10 @@ def _refuse_outsiders(federation: Any, marker: Marker, exclude: Iterable[str]) -
                if name not in excluded}
     if missing:
         [(name, member_id), *_] = sorted(missing.items())
+        what = (f"Live stubs name member {name!r} (id {member_id})" if member_id else
+                f"Live native multi-database references name database {name!r}")
         raise CollectionRefused(
-            f"Live stubs name member {name!r} (id {member_id}), which is not part of this "
+            f"{what}, which is not part of this "
             "federation; it may hold references to the members' objects, so nothing was "
             f"collected. Add it to the configuration, or exclude it explicitly (--exclude "
             f"{name}) only if it holds none."

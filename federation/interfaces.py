@@ -5,7 +5,7 @@ The prose lives here; implementations say "See :class:`KeyKind`".
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -137,6 +137,48 @@ class Adapter(Protocol):
 
 
 @runtime_checkable
+class AdapterFactory(Protocol):
+    """How a configuration file makes a foreign member: the callable its ``adapter`` names.
+
+    A member table such as ::
+
+        [members.readers]
+        adapter = "sqlite"             # an entry point, or "package.module:callable"
+        [members.readers.options]
+        path = "readers.sqlite"
+        table = "reader"
+
+    is opened by calling the factory the ``adapter`` setting names (see
+    :mod:`federation.plugins`) as ``factory(member, options)``:
+
+    - ``member`` is the member's name (for messages);
+    - ``options`` is a plain dict of the options table: TOML values, or,
+      from a ZConfig file, text (a repeated key is a list of texts, a
+      ``<mapping NAME>`` sub-section a dict).  Options the factory lists in
+      its optional ``path_options`` attribute have already been made
+      absolute against the configuration file's directory;
+    - it returns a zero-argument callable that opens one adapter session
+      (an :class:`Adapter`) per call, such as
+      :class:`federation.adapters.sql.SqlDatabase` or
+      :class:`federation.adapters.ldap.Directory`;
+    - bad options raise :class:`federation.ConfigurationError`, one
+      sentence naming the member and the option
+      (:class:`federation.options.Options` does the checking); the factory
+      neither connects nor writes, and never puts a password in a message;
+      a password comes from the environment (``password_env``), not from
+      the file.
+
+    The built-in factories are registered in the entry point group
+    ``zodb_federation.adapters``: ``sqlite``, ``postgresql``
+    (:func:`federation.adapters.sql.sqlite_from_options`,
+    :func:`~federation.adapters.sql.postgresql_from_options`) and ``ldap``
+    (:func:`federation.adapters.ldap.directory_from_options`).
+    """
+
+    def __call__(self, member: str, options: dict[str, Any]) -> Callable[[], Adapter]: ...
+
+
+@runtime_checkable
 class Renaming(Protocol):
     """What an adapter with ``can_rename`` adds: records followed by a stable id.
 
@@ -171,6 +213,33 @@ class KeyLookup(Protocol):
     lookup_kinds: frozenset[str]
 
     def resolve(self, kind: str, value: Any) -> Any: ...
+
+
+@runtime_checkable
+class MemberRecord(Protocol):
+    """What an adapter adds to keep its member's stable id and names in its own store.
+
+    Stubs in ZODB members and reference text in foreign records name a
+    member by its id, so that renaming the member in the configuration
+    breaks nothing; the names it had resolve references written under them
+    before it had an id.
+
+    - ``member_record()`` returns ``(id or None, names)`` as stored, reading
+      only (it runs when the federation opens, which never writes);
+    - ``record_member(name, member_id)`` stores ``member_id`` unless an id is
+      stored already, and ``name`` among the names, and returns
+      ``(stored id, durable)``: durable is False when the write had to join
+      the session's own open write transaction (it is then stored only if
+      that transaction commits, and is recorded again next time).
+
+    SQL members keep them in a table ``zfed_members`` created by the first
+    such write.  Without it (LDAP), a member is named ``name:<name>`` unless
+    the configuration gives it a ``member_id``.
+    """
+
+    def member_record(self) -> tuple[str | None, list[str]]: ...
+
+    def record_member(self, name: str, member_id: str) -> tuple[str, bool]: ...
 
 
 @runtime_checkable
@@ -241,7 +310,10 @@ class Participant(Protocol):
 
     ``abort(txn)`` (a transaction aborted before its commit) and
     ``savepoint()`` are as in ``transaction``'s ``IDataManager``;
-    ``forget_resolutions()`` drops what the jar resolved from stub entries.
+    ``forget_resolutions()`` drops what the jar resolved from stub entries;
+    ``reload_referrers()``, called at a transaction boundary when stub
+    entries or stub records changed, turns the unchanged objects whose state
+    holds targets resolved through them back into ghosts.
     """
 
     member: Any
@@ -282,6 +354,8 @@ class Participant(Protocol):
 
     def forget_resolutions(self) -> None: ...
 
+    def reload_referrers(self) -> None: ...
+
 
 @runtime_checkable
 class ReferenceHolder(Protocol):
@@ -295,8 +369,9 @@ class ReferenceHolder(Protocol):
     ``references()``.
 
     - ``references()`` yields ``(key, text)`` for every reference held by
-      every record of the member: the record's key and the ``Ref`` text
-      (``member:kind:key``).  Empty values are left out.  It reads the
+      every record of the member: the record's key and the reference text
+      (``member@id:kind:key``, or ``member:kind:key`` without an id; see
+      :func:`federation.ref.ref_text`).  Empty values are left out.  It reads the
       committed records, in as few round trips as the backend allows, and
       raises :class:`federation.MemberUnavailable` when the server cannot be
       reached.
@@ -317,10 +392,13 @@ class FederationView(Protocol):
 
     members: dict[str, Any]
     members_by_id: dict[str, Any]
+    native_names: dict[str, str]  # database name of native references -> member name
     placement_targets: frozenset[str]
     journal_queue: Any
 
     def member(self, name: str) -> Any: ...
+
+    def ref_of_text(self, text: str) -> Any: ...
 
     def journal_member(self) -> Any: ...
 
@@ -346,7 +424,10 @@ class JarManager(Protocol):
     - ``stable_id_of_target`` and ``retarget_stubs`` let a foreign jar follow
       a renamed record and rewrite the stubs that name it;
     - ``forget_resolutions`` makes every jar drop its stub resolutions (a
-      member's indexes changed).
+      member's indexes changed);
+    - ``connection(member)`` is what a ZODB connection's ``get_connection``
+      returns, and ``close_connection(jar)`` what its ``close()`` does: one
+      handle handed out by ``DB.open()`` goes back (see :class:`Database`).
     """
 
     federation: FederationView
@@ -376,3 +457,69 @@ class JarManager(Protocol):
     def retarget_stubs(self, member: Any, old: bytes, new: bytes) -> None: ...
 
     def forget_resolutions(self) -> None: ...
+
+    def connection(self, member: str) -> Any: ...
+
+    def close_connection(self, jar: Any) -> None: ...
+
+
+@runtime_checkable
+class Database(Protocol):
+    """A ZODB member as a ``ZODB.DB``, for applications that call ``db.open()``.
+
+    ``Federation.databases`` maps each ZODB member's name to one
+    (:class:`federation.databases.FederatedDatabase`).  They make the
+    federation look like a native multi-database to code that only knows
+    ``ZODB.DB`` (Zope, pyramid_zodbconn, scripts):
+
+    - ``open(transaction_manager=None)`` returns the member's connection
+      of *the* manager of that transaction manager (the thread's by
+      default): every database opened on one transaction manager hands out
+      connections of one manager, so an object reached through two of them
+      is one object, and ``transaction.commit()`` is one two-phase commit
+      over them.  The manager is opened by the first ``open()`` and each
+      ``open()`` is one handle: ``conn.close()`` gives one back, and the
+      last one closes the manager (its connections go back to the
+      federation's pool, to be reused with their caches).  A second
+      ``open()`` of a member on the same transaction manager returns the
+      same connection.  ``at`` and ``before`` (historical connections) are
+      refused.
+    - On such a connection, ``get_connection(name)`` is the manager's
+      connection of member ``name`` (no new handle), ``root()`` is the
+      member's root, and closing it with changes in the current
+      transaction is refused, as in ZODB.  Close each connection once per
+      ``open()``: a closed one may already serve another manager.
+      ``conn.db()`` stays the member's own ``ZODB.DB`` (ZODB's writer reads
+      it); connections it opens have no manager.
+    - ``transaction(note=None)`` is ``DB.transaction``: a context manager
+      that opens a connection on a transaction manager of its own, commits
+      on success (aborts on an error) and closes.
+    - ``database_name`` is the member's name; ``databases`` the mapping of
+      every member's database; ``storage`` the member's storage (writing to
+      it directly bypasses the federation).
+    - ``pack(t=None, days=0)`` packs *the federation* (``Federation.pack``):
+      a member packed alone would lose the objects that only other members
+      reference.  ``close()`` closes the federation, every member with it;
+      closing a closed one does nothing.
+
+    A member that cannot be reached, a foreign member (it has no ZODB
+    database) and a closed federation each raise a
+    :class:`federation.FederationError` saying so.
+    """
+
+    database_name: str
+
+    @property
+    def databases(self) -> Any: ...
+
+    @property
+    def storage(self) -> Any: ...
+
+    def open(self, transaction_manager: Any = None, at: Any = None,
+             before: Any = None) -> Any: ...
+
+    def transaction(self, note: str | None = None) -> Any: ...
+
+    def pack(self, t: float | None = None, days: float = 0.0) -> Any: ...
+
+    def close(self) -> None: ...

@@ -65,7 +65,18 @@ from federation.errors import FederationError
 
 
 class Marker(Persistent):
-    """The record proving that one member applied its branch of a journaled transaction."""
+    """The record proving that one member applied its branch of a journaled transaction.
+
+    Its state is the global id (ASCII bytes); plain ZODB loads it too.
+    """
+
+    gid = ""
+
+    def __getstate__(self) -> bytes:
+        return self.gid.encode("ascii")
+
+    def __setstate__(self, state: bytes) -> None:
+        self.__dict__["gid"] = state.decode("ascii")
 
 
 def new_gid(decider_id: str) -> str:

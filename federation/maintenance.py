@@ -31,7 +31,7 @@ from federation.catalog import (
     decode_entry,
     target_key,
 )
-from federation.records import is_stub, record_class, record_uuid, stub_data
+from federation.records import is_stub, listed_records, record_class, record_uuid, stub_data
 
 if TYPE_CHECKING:
     from federation.connection import FederatedConnection
@@ -77,13 +77,8 @@ def all_records(storage: Any, roots: list[bytes]) -> Iterator[tuple[bytes, bytes
     if iternext is None:
         yield from walk_storage(storage, roots)
         return
-    cursor = None
-    while True:
-        oid, _tid, data, cursor = iternext(cursor)
-        if data:
-            yield oid, data
-        if cursor is None:
-            return
+    for oid, _tid, record in listed_records(iternext):
+        yield oid, record
 
 
 def _load(storage: Any, oid: bytes) -> bytes | None:

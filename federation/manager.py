@@ -11,6 +11,7 @@ from ZODB.utils import u64
 
 from federation import maintenance, resolvers, split
 from federation.catalog import decode_entry, target_key
+from federation.connection import FederatedConnection
 from federation.errors import (
     AmbiguousPlacement,
     DanglingStub,
@@ -18,6 +19,7 @@ from federation.errors import (
     InvalidKey,
     KeyNotFound,
     MemberUnavailable,
+    NoZodbDatabase,
 )
 from federation.ref import Ref
 
@@ -65,6 +67,7 @@ class Manager:
         self.transaction_manager = transaction_manager
         self._jars = jars
         self._closed = False
+        self._handles = 0  # connections handed out by open_connection and not closed yet
         self._splits = split.SplitResolver(self)
         self._stub_prefixes: dict[bytes, tuple[Any, str, type | None]] = {}
         self.coordinator = federation.coordinator_for(transaction_manager, self)
@@ -84,6 +87,16 @@ class Manager:
     def jar(self, member: str) -> Participant:
         """The ZODB connection of ``member``."""
         return self._jar(member)
+
+    def connection(self, member: str) -> FederatedConnection:
+        """The ZODB connection of ``member``, as ``Connection.get_connection`` returns it.
+
+        A foreign member has none: :class:`~federation.errors.NoZodbDatabase`.
+        """
+        jar = self._jar(member)
+        if not isinstance(jar, FederatedConnection):
+            raise NoZodbDatabase(member)
+        return jar
 
     @property
     def jars(self) -> dict[str, Any]:
@@ -149,7 +162,7 @@ class Manager:
         ``uid`` for an LDAP member) is resolved by the adapter, with a search.
         """
         if isinstance(ref, str):
-            ref = Ref.parse(ref)
+            ref = self.federation.ref_of_text(ref)  # a foreign record's text too (member@id:...)
         return self._get(ref.member, ref.kind, ref.key)
 
     def _get(self, name: str, kind: str, key: Any) -> Any:
@@ -370,6 +383,46 @@ class Manager:
         """Start a new transaction and see what other processes committed."""
         self.transaction_manager.begin()
 
+    @property
+    def closed(self) -> bool:
+        """True once the manager is closed."""
+        return self._closed
+
+    def open_connection(self, member: str) -> FederatedConnection:
+        """Hand out ``member``'s connection as ``DB.open()`` does: one more handle.
+
+        :mod:`federation.databases` calls it; each handle is given back by
+        one ``close()`` of a connection of this manager, and the last one
+        closes the manager (:meth:`close_connection`).
+        """
+        jar = self.connection(member)
+        self._handles += 1
+        return jar
+
+    def close_connection(self, jar: FederatedConnection) -> None:
+        """``close()`` called on one of this manager's connections: give back one handle.
+
+        The last handle closes the manager (its connections go back to the
+        federation's pool); closing an earlier one leaves every connection
+        usable, as the other handles still share them.  A connection with
+        changes in the current transaction cannot be closed, as in ZODB; nor
+        can one of a manager that ``Federation.open`` returned (close the
+        manager itself).
+        """
+        if not self._handles:
+            raise FederationError(
+                f"The connection of member {jar.member_name!r} belongs to a federation manager "
+                "opened with Federation.open(); close the manager instead."
+            )
+        if self._handles == 1:
+            self.close()
+        elif any(joined is jar for joined in self.coordinator.joined):
+            raise FederationError(
+                f"Cannot close the connection of member {jar.member_name!r}: it has changes in "
+                "the current transaction; commit or abort it first."
+            )
+        self._handles -= 1
+
     def close(self) -> None:
         """Close every member connection; the manager cannot be used afterwards."""
         if self._closed:
@@ -398,6 +451,15 @@ class Manager:
         self.close()
 
 
-def default_transaction_manager() -> Any:
-    """The thread's transaction manager, as ZODB uses it."""
-    return _transaction.manager.manager
+def thread_transaction_manager(transaction_manager: Any = None) -> Any:
+    """The transaction manager a manager joins: the thread's for None.
+
+    ``transaction.manager`` (a ``ThreadTransactionManager``) stands for a
+    different transaction manager in each thread, so it also means the
+    thread's: managers of two threads must never share a coordinator.
+    """
+    if transaction_manager is None:
+        transaction_manager = _transaction.manager
+    if isinstance(transaction_manager, _transaction.ThreadTransactionManager):
+        return transaction_manager.manager
+    return transaction_manager

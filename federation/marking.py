@@ -3,7 +3,10 @@
 Roots are every ZODB member's root object and every reference that a
 foreign member's record holds (:class:`federation.interfaces.ReferenceHolder`).
 Edges are the references in records (``ZODB.serialize.referencesf``, as
-pack reads them) and, for a stub record, its target in another member.
+pack reads them), ZODB's native multi-database references to the member
+of that database name (:mod:`federation.native`; ``referencesf`` skips
+them, weak ones are not followed) and, for a stub record, its target in
+another member.
 Records are read raw (:mod:`federation.records`): the application's classes
 are never needed.
 
@@ -34,6 +37,7 @@ collector (:mod:`federation.gc`) chooses the pack time so that none matters.
 from __future__ import annotations
 
 import contextlib
+import functools
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,10 +46,9 @@ from typing import Any
 import transaction
 from BTrees.LLBTree import LLTreeSet
 from ZODB.POSException import POSKeyError
-from ZODB.serialize import referencesf
 from ZODB.utils import p64, u64, z64
 
-from federation import journal, resolvers
+from federation import journal, native, resolvers
 from federation.adapters import relstorage
 from federation.catalog import CATALOG_ATTRIBUTE, decode_entry, journal_items
 from federation.connection import UNREACHABLE_ERRORS
@@ -54,9 +57,10 @@ from federation.errors import (
     FederationError,
     InvalidKey,
     MemberUnavailable,
+    UnknownMember,
 )
 from federation.interfaces import ReferenceHolder
-from federation.records import index_records, is_stub, stub_data
+from federation.records import index_records, is_stub, listed_records, stub_data
 from federation.ref import Ref
 
 #: Pending marks are kept per member as pairs of unsigned 64-bit numbers in an
@@ -130,7 +134,8 @@ class Marker:
     marks: dict[str, LLTreeSet] = field(default_factory=dict)
     cross: dict[str, LLTreeSet] = field(default_factory=dict)
     dangling: list[Dangling] = field(default_factory=list)
-    #: Members that live stubs name and the federation does not have: name -> member id.
+    #: Members that live stubs name and the federation does not have: name -> member id
+    #: ("" for a database that live native references name).
     outsiders: dict[str, str] = field(default_factory=dict)
     foreign_targets: list[ForeignTarget] = field(default_factory=list)
     stubs: dict[str, dict[bytes, bytes]] | None = None  # check: member -> stub oid -> entry
@@ -364,13 +369,34 @@ class Marker:
             return
         marks, todo, skip = self.marks[view.name], self._todo[view.name], view.skip
         holder = u64(oid)
-        for ref in referencesf(record):
+        refs, natives = native.references(record)
+        for ref in refs:
             if ref in skip:
                 continue  # what keep_alive names is live only if the mark finds it again
             number = u64(ref)
             if marks.add(number):
                 todo.append(number)
                 todo.append(holder)
+        for ref in natives:
+            if ref.form != "w":  # weak references keep nothing alive, as in ZODB
+                self._follow_native(view.name, holder, ref)
+
+    def _follow_native(self, source: str, holder: int, ref: native.NativeRef) -> None:
+        """Mark the target of a native multi-database reference held by ``source``'s ``holder``.
+
+        It names a member by its database name; one that names no member is
+        dangling, and its database is an outsider (see ``outsiders``).
+        """
+        where = f"oid {holder}" if holder else "the root"
+        name = self.federation.native_names.get(ref.database_name)
+        if name is None:
+            self.dangling.append(Dangling(
+                source, where, f"database {ref.database_name!r} oid {u64(ref.oid)}",
+                f"a native reference to database {ref.database_name!r}, which no member's "
+                "database name is"))
+            self.outsiders.setdefault(ref.database_name, "")
+            return
+        self._target(source, where, self.federation.members[name], "integer", ref.oid)
 
     def _follow_stub(self, view: View, oid: bytes, record: bytes) -> None:
         data, _stable_id = stub_data(record)
@@ -434,15 +460,15 @@ class Marker:
     def _foreign_reference(self, source: str, key: Any, text: str) -> None:
         holder = f"key {key!s}"
         try:
-            ref = Ref.parse(text)
+            ref = self.federation.ref_of_text(text)
+        except UnknownMember as error:
+            self.dangling.append(Dangling(source, holder, text,
+                                          f"the federation has no member {error.member!r}"))
+            return
         except (InvalidKey, FederationError) as error:
             self.dangling.append(Dangling(source, holder, repr(text), str(error)))
             return
-        member = self.federation.members.get(ref.member)
-        if member is None:
-            self.dangling.append(Dangling(source, holder, text,
-                                          f"the federation has no member {ref.member!r}"))
-            return
+        member = self.federation.members[ref.member]
         if ref.member in self.views and ref.kind != member.kind:
             self.dangling.append(Dangling(source, holder, text,
                                           f"member {ref.member!r} has {member.kind} keys"))
@@ -465,13 +491,9 @@ class Marker:
             return
         marks, limit = self.marks[name], view.scanned
         kept = index_records(storage, view.skip)
-        cursor = None
-        while True:
-            oid, tid, _data, cursor = self._call(view, iternext, cursor)
+        for oid, tid, _record in listed_records(functools.partial(self._call, view, iternext)):
             if tid <= limit and u64(oid) not in marks and oid not in kept:
                 yield oid, tid
-            if cursor is None:
-                return
 
 
 def _refused(name: str, error: BaseException | None) -> CollectionRefused:

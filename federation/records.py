@@ -29,13 +29,18 @@ import pickle
 import sys
 import threading
 import types
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from persistent import Persistent
 from ZODB.broken import Broken, find_global
+from ZODB.POSException import POSKeyError
+from ZODB.utils import p64, u64
 
 from federation.catalog import UUID_ATTRIBUTE, stub_state
+
+#: The greatest oid.
+MAX_OID = b"\xff" * 8
 
 #: The class of stub records, as :func:`record_class` spells it.
 STUB_CLASS = ("federation.catalog", "Stub")
@@ -161,6 +166,39 @@ def index_records(storage: Any, roots: Iterable[bytes]) -> set[bytes]:
             continue
         todo.extend(ref for ref, klass in reader.refs if klass in _INDEX_CLASSES)
     return found
+
+
+def listed_records(iternext: Callable[[Any], tuple[bytes, bytes, bytes, Any]]
+                   ) -> Iterator[tuple[bytes, bytes, bytes]]:
+    """``(oid, tid, record)`` of every current record, from a storage's ``record_iternext``.
+
+    An object whose creation was undone stays in a FileStorage's index
+    without data, and ``record_iternext`` raises ``POSKeyError`` naming it;
+    the listing goes on with the next oid (the cursor of FileStorage, and
+    of ZEO, which forwards it, is the next oid to list).
+    """
+    cursor = None
+    skipped = False  # the cursor is ours, past an oid without data
+    while True:
+        try:
+            oid, tid, record, cursor = iternext(cursor)
+        except POSKeyError as error:
+            gone = error.args[0] if error.args else None
+            if type(gone) is not bytes or len(gone) != 8 or (cursor is not None and gone < cursor):
+                raise
+            if gone == MAX_OID:
+                return
+            cursor, skipped = p64(u64(gone) + 1), True
+            continue
+        except ValueError:  # FileStorage: no oid at or after our cursor
+            if skipped:
+                return
+            raise
+        skipped = False
+        if record:
+            yield oid, tid, record
+        if cursor is None:
+            return
 
 
 _STAND_IN_LOCK = threading.Lock()

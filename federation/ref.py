@@ -58,3 +58,40 @@ class Ref:
     def encoded_key(self) -> bytes:
         """The key in its kind's order-preserving byte encoding."""
         return resolvers.get(self.kind).encode(self.key)
+
+
+def ref_text(ref: Ref, member_id: str | None = None) -> str:
+    """The text a foreign record keeps for ``ref``: ``member@id:kind:key``.
+
+    ``member_id`` is the stable id of the referenced member (its catalog's
+    id, or the id a foreign member keeps): a reference found by it survives
+    renaming the member in the configuration.  The name stays first, for
+    people reading the record.  Without an id (a member that has none yet,
+    named ``name:<member>``) the text is the plain ``str(ref)``.
+    """
+    if member_id is None or member_id.startswith("name:"):
+        return str(ref)
+    return f"{ref.member}@{member_id}:{ref.kind}:{resolvers.get(ref.kind).format(ref.key)}"
+
+
+def parse_ref_text(text: str) -> tuple[Ref, str | None]:
+    """The ``Ref`` and member id (None in plain text) of :func:`ref_text`'s text.
+
+    The ``Ref`` carries the member name the text was written with, which may
+    have changed since; :meth:`federation.Federation.ref_of_text` gives the
+    current one.
+    """
+    if not isinstance(text, str):
+        return Ref.parse(text)  # raises InvalidKey naming it
+    head, sep, rest = text.partition(":")
+    name, at, member_id = head.partition("@")
+    if not at:
+        return Ref.parse(text), None
+    if not sep or not MEMBER_ID.fullmatch(member_id):
+        raise InvalidKey("reference", text,
+                         "a reference is text of the form member:kind:key or member@id:kind:key")
+    return Ref.parse(f"{name}:{rest}"), member_id
+
+
+#: Stable member ids in reference text: hex or other plain tokens, never ``:`` or ``@``.
+MEMBER_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")

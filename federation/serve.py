@@ -1,13 +1,14 @@
 """``zfed serve``: a federation's file members served over ZEO to several processes.
 
 One ZEO server (``ZEO.StorageServer``) listens on one address and serves
-one storage per file member (``path =`` or ``file://``), named after the
+one storage per file member (``path =``, ``file://``, or a ZConfig
+``<filestorage>`` section), named after the
 member.  :meth:`FederationServer.client_config` is the configuration its
 clients use: the same members, each with a ``zeo://host:port?storage=NAME``
 URI, its key kind and read-only flag, and the same placement.  Members that
-are not files (a ``zeo://`` member already served elsewhere, RelStorage...)
-are not served: they are copied as they are, and each client opens them
-itself.
+are not files (a ``zeo://`` member already served elsewhere, RelStorage, a
+foreign member such as a SQLite table) are not served: they are copied as
+they are, their paths absolute, and each client opens them itself.
 
 A member that is read-only in the configuration is served read-only.
 """
@@ -25,12 +26,15 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import ZODB.config
 import zodburi
 from ZEO.asyncio.server import Acceptor
 from ZEO.StorageServer import StorageServer
 
+from federation import zconfig
+from federation.config import read_config
 from federation.errors import ConfigurationError, FederationError
-from federation.federation import Federation, read_config
+from federation.federation import Federation, literal_file_uri
 from federation.redact import MASK, has_secret, redact
 
 #: Hosts that mean "every interface": clients are told the machine's name instead.
@@ -55,7 +59,8 @@ class FederationServer:
         self.served = sorted(name for name, table in self.members.items() if _is_file(table))
         if not self.served:
             raise ConfigurationError(
-                f"{str(self.config)!r} has no file members (path = or file://) to serve."
+                f"{str(self.config)!r} has no file members (path =, file:// or a ZConfig "
+                "<filestorage>) to serve."
             )
         self.address: tuple[str, int] | None = None
         self._server: StorageServer | None = None
@@ -110,15 +115,15 @@ class FederationServer:
                 table["uri"] = f"zeo://{_host_text(host)}:{port}?storage={name}"
             else:
                 lines.append(f"# Not served by zfed serve: copied from {self.config.name}.")
-                uri = table.get("uri")
-                if hide_secrets and isinstance(uri, str) and has_secret(uri):
-                    table["uri"] = redact(uri)
+                if hide_secrets and _carries_secret(table):
                     lines.append(f"# The password is shown as {MASK}: write this "
                                  "configuration with --client-config FILE to keep it.")
             lines.append(f"[members.{_toml_key(name)}]")
             for setting in (*CLIENT_SETTINGS, *sorted(set(table) - set(CLIENT_SETTINGS))):
                 if setting in table:
-                    lines.append(f"{_toml_key(setting)} = {_toml_value(table[setting])}")
+                    line = f"{_toml_key(setting)} = {_toml_value(table[setting])}"
+                    lines.append(redact(line) if hide_secrets and name not in self.served
+                                 else line)
         if self.placement:
             lines.extend(["", "[placement]"])
             for cls, member in sorted(self.placement.items()):
@@ -147,7 +152,7 @@ class FederationServer:
 
     def has_secrets(self) -> bool:
         """Whether the client configuration carries a password (of a copied member)."""
-        return any(isinstance(table.get("uri"), str) and has_secret(table["uri"])
+        return any(_carries_secret(table)
                    for name, table in self.members.items() if name not in self.served)
 
     def close(self) -> None:
@@ -203,17 +208,32 @@ class _Acceptor(Acceptor):
             raise
 
 
+def _carries_secret(table: dict[str, Any]) -> bool:
+    """Whether a member's settings hold a password (in its URI or adapter options)."""
+    return any(has_secret(_toml_value(table[setting]))
+               for setting in ("uri", "options") if setting in table)
+
+
 def _is_file(table: dict[str, Any]) -> bool:
+    """Whether a member is a FileStorage: a ``file://`` URI, or a ZConfig ``<filestorage>``."""
     uri = table.get("uri", table.get("source"))
-    return isinstance(uri, str) and urlsplit(uri).scheme == "file"
+    if not isinstance(uri, str):
+        return False
+    if urlsplit(uri).scheme == zconfig.SCHEME:
+        return isinstance(zconfig.storage_section(uri), ZODB.config.FileStorage)
+    return urlsplit(uri).scheme == "file"
 
 
 def _open_storage(name: str, table: dict[str, Any]) -> Any:
     """The storage of a file member, read-only if the member is."""
-    uri = table.get("uri", table.get("source"))
+    uri = literal_file_uri(name, table.get("uri", table.get("source")))
     parts = urlsplit(uri)
     query = dict(parse_qsl(parts.query))
-    if query.get("blobstorage_dir"):
+    if parts.scheme == zconfig.SCHEME:
+        blobs = getattr(zconfig.storage_section(uri).config, "blob_dir", None)
+    else:
+        blobs = query.get("blobstorage_dir")
+    if blobs:
         raise ConfigurationError(
             f"Member {name!r} keeps blobs, which zfed serve does not serve; serve it with "
             "runzeo and give the federation its zeo:// URI."
@@ -236,7 +256,15 @@ def _toml_key(key: str) -> str:
 
 
 def _toml_value(value: Any) -> str:
-    """A TOML value: JSON's string, number and boolean syntax are TOML's too."""
+    """A TOML value: JSON's string, number and boolean syntax are TOML's too.
+
+    Lists and tables (a foreign member's options) are written inline.
+    """
     if isinstance(value, (bool, int, float, str)):
         return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(str(key))} = {_toml_value(item)}"
+                               for key, item in value.items()) + "}"
     raise ConfigurationError(f"Cannot write the setting value {value!r} to a configuration.")

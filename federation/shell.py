@@ -33,7 +33,7 @@ from federation.manager import Manager
 NAMES = {
     "fed": "the federation",
     "conn": "a manager: conn.root(member), conn.get(ref), conn.sync()",
-    "roots": "each member's root mapping, by member name",
+    "roots": "each ZODB member's root mapping, by member name",
     "transaction": "transaction.commit() saves, transaction.abort() drops changes",
     "federation": "the federation package",
 }
@@ -56,7 +56,7 @@ def sync_with_servers(fed: Federation) -> None:
 def namespace(fed: Federation, conn: Manager) -> dict[str, Any]:
     """The names a session starts with (see :data:`NAMES`)."""
     roots = {name: conn.root(name) for name in sorted(fed.members)
-             if fed.members[name].available}
+             if fed.members[name].db is not None}  # available ZODB members: foreign have no root
     return {"fed": fed, "conn": conn, "roots": roots, "transaction": transaction,
             "federation": federation, "__name__": "__zfed_shell__"}
 

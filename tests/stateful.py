@@ -11,7 +11,14 @@ managers are the concurrent writers.
 Rules create objects in any member (attached to a root entry or to another
 object, across members), link and unlink them (root entries included),
 commit, abort, take and roll back savepoints, pack, reindex, close and
-reopen a manager, and reopen the federation.  The model keeps, per
+reopen a manager, reopen the federation, undo the last transaction of a
+ZODB member when it changed that member only and nothing wrote since (the
+other manager undoes it, as ZODB's ``DB.undo`` does, and the model returns
+to the state before it), and rename a member: the
+federation is closed and reopened with one member under a new name (same
+file), so that stubs, SQL rows and the objects' refs must follow it (the
+model names members ``a``, ``b`` and ``s`` and maps them to their current
+names).  The model keeps, per
 manager, what it sees (its snapshot plus its own changes) and the
 committed state.  After every step:
 
@@ -41,7 +48,7 @@ import transaction
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from transaction.interfaces import TransientError
-from ZODB.POSException import ConflictError
+from ZODB.POSException import ConflictError, ReadConflictError
 
 import federation
 from federation.adapters import sql
@@ -122,16 +129,22 @@ class FederationModel(RuleBasedStateMachine):
         db.close()
         self.committed = State()
         self.counter = 0
+        #: The current configuration name of each member of the model (see ``rename``).
+        self.names = {name: name for name in (*ZODB_MEMBERS, SQL_MEMBER)}
         self.fed: federation.Federation | None = None
+        #: The last commit, when it changed one ZODB member only and nothing wrote since:
+        #: that member and the committed state before it (see ``_undo``).
+        self.undoable: tuple[str, State] | None = None
         self._open()
 
     # -- set-up -------------------------------------------------------------------
 
     def _members(self) -> dict[str, Any]:
-        members: dict[str, Any] = {name: (self.folder / f"{name}.fs").as_uri()
+        names = self.names
+        members: dict[str, Any] = {names[name]: (self.folder / f"{name}.fs").as_uri()
                                    for name in ZODB_MEMBERS}
-        members[SQL_MEMBER] = sql.sqlite(SQL_MEMBER, str(self.folder / "s.sqlite"), TABLE,
-                                         batch_size=10)
+        members[names[SQL_MEMBER]] = sql.sqlite(names[SQL_MEMBER], str(self.folder / "s.sqlite"),
+                                                TABLE, batch_size=10)
         return members
 
     def _open(self) -> None:
@@ -169,7 +182,7 @@ class FederationModel(RuleBasedStateMachine):
         self.loaded[i] = {}
 
     def _get(self, i: int, title: str) -> Any:
-        return self.managers[i].get(self.views[i].ref[title])
+        return self.managers[i].get(_current(self.views[i], self.names, title))
 
     def _holders(self, i: int) -> list[tuple[str, ...]]:
         view = self.views[i]
@@ -182,7 +195,7 @@ class FederationModel(RuleBasedStateMachine):
         target = self._get(i, title) if title is not None else None
         if holder[0] == "root":
             _, name, key = holder
-            root = manager.root(name)
+            root = manager.root(self.names[name])
             if title is None:
                 root.pop(key, None)
                 view.roots[name].pop(key, None)
@@ -201,6 +214,21 @@ class FederationModel(RuleBasedStateMachine):
             view.link[source] = title
             self.touched[i].add(("obj", source))
 
+    def _set_or_retry(self, i: int, holder: tuple[str, ...], title: str | None) -> None:
+        """:meth:`_set`; a read conflict aborts the transaction, as ``attempts()`` would.
+
+        SQL rows are read as they are now and ZODB members at the snapshot: a
+        row the other manager linked to a new ZODB object since this
+        transaction began names an object this snapshot does not have (its
+        placeholder raises ``ReadConflictError``).
+        """
+        try:
+            self._set(i, holder, title)
+        except ReadConflictError:
+            STATS["read conflicts (transaction aborted)"] += 1
+            self.tms[i].abort()
+            self._reset(i)
+
     # -- rules --------------------------------------------------------------------
 
     @rule(i=managers, member=st.sampled_from((*ZODB_MEMBERS, SQL_MEMBER)), data=st.data())
@@ -210,29 +238,33 @@ class FederationModel(RuleBasedStateMachine):
         title = f"o{self.counter}"
         self.counter += 1
         obj = Person(title) if member == SQL_MEMBER else Item(title)
-        manager.add(obj, member)
+        manager.add(obj, self.names[member])
         view.member[title] = member
         view.ref[title] = manager.ref(obj)
         view.link[title] = None
         self.touched[i].add(("obj", title))
         holders = [h for h in self._holders(i) if h != ("obj", title)]
-        self._set(i, _pick(data, holders), title)
+        self._set_or_retry(i, _pick(data, holders), title)
 
     @rule(i=managers, data=st.data())
     def link(self, i: int, data: st.DataObject) -> None:
         """A root entry or an object now references a live object."""
         holder, target = _pick(data, self._holders(i)), _pick(data, sorted(self.views[i].live()))
         if target is not None:
-            self._set(i, holder, target)
+            self._set_or_retry(i, holder, target)
 
     @rule(i=managers, data=st.data())
     def unlink(self, i: int, data: st.DataObject) -> None:
         """A root entry or an object references nothing any more."""
-        self._set(i, _pick(data, self._holders(i)), None)
+        self._set_or_retry(i, _pick(data, self._holders(i)), None)
 
     @rule(i=managers)
     def commit(self, i: int) -> None:
         view = self.views[i]
+        members = {name if what == "root" else view.member[name]
+                   for what, name in self.touched[i]}
+        before = self.committed.copy()
+        self.undoable = None
         try:
             self.tms[i].commit()
         except (ConflictError, TransientError) as error:
@@ -240,6 +272,8 @@ class FederationModel(RuleBasedStateMachine):
             self.tms[i].abort()
         else:
             STATS["commits with changes" if self.touched[i] else "empty commits"] += 1
+            if len(members) == 1 and not members.isdisjoint(ZODB_MEMBERS):
+                self.undoable = (members.pop(), before)
             for what, name in self.touched[i]:
                 if what == "root":
                     self.committed.roots[name] = dict(view.roots[name])
@@ -275,14 +309,18 @@ class FederationModel(RuleBasedStateMachine):
         del self.savepoints[i][k + 1:]
 
     @rule(action=st.sampled_from(("pack", "reindex a", "reindex b", "reopen manager 0",
-                                  "reopen manager 1", "reopen federation")))
+                                  "reopen manager 1", "reopen federation", "rename a",
+                                  "rename b", "rename s")))
     def maintain(self, action: str) -> None:
         """One of the rarer steps (one rule, so that they are not drawn most of the time)."""
+        self.undoable = None
         STATS[action] += 1
         if action == "pack":
             self._pack()
         elif action.startswith("reindex"):
             self._reindex(action[-1])
+        elif action.startswith("rename"):
+            self._rename(action[-1])
         elif action.startswith("reopen manager"):
             i = int(action[-1])
             self.tms[i].abort()
@@ -292,6 +330,36 @@ class FederationModel(RuleBasedStateMachine):
         else:  # a second federation on the same files
             self._close()
             self._open()
+
+    @rule()
+    def undo(self) -> None:
+        """Manager 1's transaction undoes the last commit, if it changed one ZODB member
+        only and nothing wrote since; both managers' pending changes are aborted first."""
+        if self.undoable is None:
+            return
+        (member, before), self.undoable = self.undoable, None
+        STATS["undo"] += 1
+        for i, tm in enumerate(self.tms):
+            tm.abort()
+            self._reset(i)
+        db = self.fed.member(self.names[member]).db
+        tm = self.tms[1]
+        db.undo(db.undoLog(0, 1)[0]["id"], tm.get())
+        tm.commit()
+        self.committed = before
+        for i in range(len(self.tms)):
+            self._reset(i)
+
+    def _rename(self, member: str) -> None:
+        """Close the federation and open it again with ``member`` under a new name.
+
+        Pending changes are aborted first, as an operator stops every
+        process before renaming a member in the configuration.
+        """
+        self._close()
+        self.counter += 1
+        self.names[member] = f"{member}_{self.counter}"
+        self._open()
 
     def _pack(self) -> None:
         """The federation's garbage collection, after both managers' changes are settled."""
@@ -306,7 +374,7 @@ class FederationModel(RuleBasedStateMachine):
         """Manager 0 reindexes ``member`` (its own changes are aborted first) and commits."""
         self.tms[0].abort()
         self._reset(0)
-        report = self.managers[0].reindex(member)
+        report = self.managers[0].reindex(self.names[member])
         assert report.duplicate_stubs == 0, report
         try:
             self.tms[0].commit()
@@ -320,9 +388,9 @@ class FederationModel(RuleBasedStateMachine):
         tm = transaction.TransactionManager()
         manager = self.fed.open(tm)
         try:
-            _check(manager, self.committed, "a new manager")
+            _check(manager, self.committed, self.names, "a new manager")
             for name in ZODB_MEMBERS:
-                entries = manager.jar(name).stub_entries()
+                entries = manager.jar(self.names[name]).stub_entries()
                 keys = [target_key(e[0], e[2], e[3]) for _oid, e in entries]
                 assert len(keys) == len(set(keys)), f"member {name} has duplicate stubs"
         finally:
@@ -336,20 +404,28 @@ class FederationModel(RuleBasedStateMachine):
                 continue
             tm.begin()
             self._reset(i)
-            _check(manager, self.committed, f"manager {i}")
+            _check(manager, self.committed, self.names, f"manager {i}")
 
 
-def _check(manager: Any, state: State, who: str) -> None:
+def _current(state: State, names: dict[str, str], title: str) -> federation.Ref:
+    """The ref of ``title`` under its member's current name."""
+    ref = state.ref[title]
+    return federation.Ref(names[state.member[title]], ref.kind, ref.key)
+
+
+def _check(manager: Any, state: State, names: dict[str, str], who: str) -> None:
     """Every live object and root entry of ``state`` reads back through ``manager``."""
     for name, entries in state.roots.items():
-        root = manager.root(name)
+        root = manager.root(names[name])
         assert sorted(root.keys()) == sorted(entries), (who, name, dict(root), entries)
         for key, title in entries.items():
             assert _title(root[key]) == title, (who, name, key, root[key], title)
     for title in sorted(state.live()):
         STATS["objects checked"] += 1
-        obj = manager.get(state.ref[title])
+        ref = _current(state, names, title)
+        obj = manager.get(ref)
         assert _title(obj) == title, (who, title, obj)
+        assert manager.ref(obj) == ref, (who, title, manager.ref(obj), ref)
         target = getattr(obj, _attribute(state.member[title]))
         expected = state.link[title]
         if expected is None:
@@ -357,3 +433,4 @@ def _check(manager: Any, state: State, who: str) -> None:
         else:
             assert not isinstance(target, Unreachable), (who, title, target)
             assert _title(target) == expected, (who, title, _title(target), expected)
+            assert manager.ref(target) == _current(state, names, expected), (who, title)

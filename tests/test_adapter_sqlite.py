@@ -104,3 +104,13 @@ def test_uuid_and_uid_keys(tmp_path, kind, column_type, key_attribute):
         assert conn.root("main")["grace"].link is conn.get(ref)
         assert conn.get(str(ref)).name == "Grace"
         transaction.abort()
+
+
+def test_missing_file_is_refused_not_created(tmp_path):
+    """A SQLite member whose file does not exist (a typo) is refused when the federation
+    opens, naming member and file; no empty database is left behind."""
+    typo = tmp_path / "typo.sqlite"
+    with pytest.raises(federation.ConfigurationError, match=r"'people'.*typo\.sqlite.*not exist"):
+        federation.open({"main": (tmp_path / "main.fs").as_uri(),
+                         "people": sql.sqlite("people", str(typo), TABLE)})
+    assert not typo.exists()

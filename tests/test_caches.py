@@ -205,3 +205,53 @@ def test_pending_rewrite_of_a_collected_stub_is_dropped(people, tmp_path):
         tm1.abort()
         m1.close()
         m2.close()
+
+
+def test_no_reference_to_a_stub_whose_creation_another_manager_undid(fed):
+    """A stub this manager made (and never read back) whose transaction another manager
+    undid is not named by this manager's new references."""
+    (m1, tm1), (m2, tm2) = _two(fed)
+    page = m1.root("main")["page"] = Item("page")
+    tm1.commit()
+    m1.root("notes")["first"] = Item("first", link=page)
+    tm1.commit()  # m1 knows the stub of 'page' from writing it
+    undone = fed.member("notes").db.undoLog(0, 1)[0]["id"]
+    tm2.begin()
+    fed.member("notes").db.undo(undone, tm2.get())
+    tm2.commit()  # the stub record and its index entries are gone again
+    tm1.begin()
+    assert "first" not in m1.root("notes")
+    m1.root("notes")["second"] = Item("second", link=page)
+    tm1.commit()
+    m1.close()
+    m2.close()
+    with fed.open() as conn:
+        conn.jar("notes").cacheMinimize()
+        link = conn.root("notes")["second"].link
+        assert not isinstance(link, Unreachable), link
+        assert link.title == "page"
+        transaction.abort()
+
+
+def test_uuid_lookup_after_another_manager_undid_the_object(uuid_fed):
+    """A UUID this manager resolved, whose object another manager's undo removed, is not
+    found (a typed error), instead of a ghost of a record that is gone."""
+    (m1, tm1), (m2, tm2) = _two(uuid_fed)
+    m1.root("main")["kept"] = Item("kept")
+    tm1.commit()
+    first = m1.root("main")["first"] = Item("first")
+    m1.add(first, "main")
+    ref = m1.ref(first)
+    tm1.commit()
+    assert m1.get(ref) is first
+    undone = uuid_fed.member("main").db.undoLog(0, 1)[0]["id"]
+    tm2.begin()
+    uuid_fed.member("main").db.undo(undone, tm2.get())
+    tm2.commit()
+    tm1.begin()
+    assert "first" not in m1.root("main")
+    with pytest.raises(federation.KeyNotFound):
+        m1.get(ref)
+    tm1.abort()
+    m1.close()
+    m2.close()

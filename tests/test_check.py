@@ -70,7 +70,7 @@ def test_check_finds_a_target_removed_by_a_plain_pack(tmp_path, uris):
 def test_check_passes_on_the_demo_members(tmp_path):
     """Every member of the demo federation (three FileStorage files, a SQLite table) is clean."""
     demo.run(tmp_path, echo=lambda line: None)
-    with federation.open(demo.member_uris(tmp_path)) as fed:
+    with federation.open_config(tmp_path / demo.CONFIG_NAME) as fed:
         report = fed.check()
     assert report.ok, report.lines()
     assert report.members == ["library", "people", "notes", "readers"]

@@ -76,9 +76,10 @@ def test_plain_zfed_prints_help():
     result = CliRunner().invoke(main, [], prog_name="zfed")
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Usage: zfed")
-    for command in ("bench", "check", "demo", "info", "pack", "recover", "reindex", "serve",
-                    "shell", "stubs"):
+    for command in ("bench", "check", "demo", "info", "migrate", "pack", "recover", "reindex",
+                    "serve", "shell", "stubs"):
         assert f"\n  {command} " in result.output
+    assert "TOML or ZODB's ZConfig format" in result.output  # every command takes both
 
 
 def test_version_comes_from_the_package():

@@ -36,7 +36,8 @@ def test_open_config_reads_members_and_placement(tmp_path):
         ('[members.main]\nkey = "integer"\n', "has no 'uri'"),
         ('[members.main]\npath = "m.fs"\ncolour = "red"\n', "unknown settings: colour"),
         ('[members.main]\npath = "m.fs"\nkey = "dn"\n', "not 'dn'"),
-        ('[members.main]\npath = "m.fs"\nkey = "nope"\n', "No key kind named 'nope'"),
+        ('[members.main]\npath = "m.fs"\nkey = "nope"\n',
+         "Member 'main': the setting 'key' names 'nope', which is no registered key kind"),
         ('[members."bad name"]\npath = "m.fs"\n', "member names start"),
         ("[members.main\n", "Cannot read"),
     ],
@@ -131,3 +132,51 @@ def test_ref_text_round_trip_and_bad_refs():
     for text in ["main", "main:integer", ":integer:1", "main:integer:-1", "main:nokind:1"]:
         with pytest.raises(federation.FederationError, match=r"main|integer|nokind|member nam"):
             federation.Ref.parse(text)
+
+
+def _existing(path):
+    """A FileStorage at ``path`` whose root holds ``site``."""
+    db = ZODB.DB(FileStorage(str(path)))
+    with db.transaction() as conn:
+        conn.root()["site"] = "existing"
+    db.close()
+
+
+@pytest.mark.parametrize("setting", ['path = "my data/Data été.fs"',
+                                     'uri = "file://my%20data/Data%20%C3%A9t%C3%A9.fs"'])
+def test_a_path_with_spaces_and_accents_opens_the_existing_file(tmp_path, setting):
+    """A file whose path has a space or an accent opens as the existing database, in
+    TOML (``path``, or a percent-encoded ``file://`` URI) and federation.open alike; it
+    used to open a new, empty one at the percent-encoded name."""
+    (tmp_path / "my data").mkdir()
+    _existing(tmp_path / "my data" / "Data été.fs")
+    config = tmp_path / "federation.toml"
+    config.write_text(f"[members.main]\n{setting}\n")
+    with federation.open_config(config) as fed, fed.open() as conn:
+        assert conn.root("main")["site"] == "existing"
+        transaction.abort()
+    with federation.open({"main": (tmp_path / "my data" / "Data été.fs").as_uri()}) as fed, \
+            fed.open() as conn:
+        assert conn.root("main")["site"] == "existing"
+        transaction.abort()
+    assert sorted(path.name for path in (tmp_path / "my data").iterdir()
+                  if path.suffix == ".fs") == ["Data été.fs"]
+
+
+def test_a_relative_file_uri_that_does_not_exist_is_refused(tmp_path, monkeypatch):
+    """federation.open: a relative file:// URI naming no file, without create, is refused
+    (its path was read as empty: the check passed and a new file was created)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(federation.ConfigurationError, match=r"typo\.fs' does not exist"):
+        federation.open({"main": {"uri": "file://typo.fs", "create": False}})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_path_with_a_hash_is_refused(tmp_path):
+    """A file path with '#' or '?', which a zodburi file:// URI cannot carry: one sentence
+    naming the member, nothing created."""
+    config = tmp_path / "federation.toml"
+    config.write_text('[members.main]\npath = "a#b.fs"\ncreate = true\n')
+    with pytest.raises(federation.ConfigurationError, match=r"Member 'main': the file .*a#b\.fs"):
+        federation.open_config(config)
+    assert list(tmp_path.iterdir()) == [config]

@@ -1,6 +1,7 @@
 """Fuzzing the inputs a user gives: only typed FederationErrors (or success) come out.
 
-Configurations (TOML text and parsed tables), member specifications given
+Configurations (TOML and ZConfig text, parsed tables, foreign members with
+adapter options), member specifications given
 to ``federation.open`` and the text of every key kind are drawn at random;
 whatever happens, the only exceptions allowed are :class:`FederationError`
 subclasses whose message is one readable sentence.
@@ -94,9 +95,53 @@ def toml_value(value: Any) -> str:
                            for k, v in value.items()) + "}"
 
 
+#: Option values of the built-in adapters that never reach the network (port 1 is closed).
+SERVERS = st.sampled_from([
+    "host=127.0.0.1 port=1 dbname=x connect_timeout=1",
+    "postgresql://u:secret@127.0.0.1:1/x?connect_timeout=1", "not a conninfo ===",
+    "ldap://127.0.0.1:1", "ldaps://127.0.0.1:1", "http://127.0.0.1:1", ""])
+names_to_names = st.dictionaries(
+    st.sampled_from(["name", "email", "owner", "login", "Name"]) | st.text(max_size=6),
+    st.sampled_from(["name", "email", "owner", "cn", "uid", "bad column", ""])
+    | st.fixed_dictionaries({"name": st.sampled_from(["cn", "uid", "1bad"])}, optional={
+        "type": st.sampled_from(["str", "int", "bool", "float"]) | values,
+        "multi": st.booleans() | values}) | values,
+    max_size=3)
+
+
+def foreign_tables() -> st.SearchStrategy[dict[str, Any]]:
+    """A foreign member's table: an adapter named somehow, and options good and bad."""
+    options = st.fixed_dictionaries({}, optional={
+        "path": path_names | values,
+        "table": st.sampled_from(["person", "missing", "sqlite_master", "1bad"]) | values,
+        "class": st.sampled_from(["tests.models.Person", "tests.models.Nobody", "tests.models",
+                                  "tests.models:Person", "os.path.join", "x", ""]) | values,
+        "key": st.sampled_from(["id", "name", "bad key"]) | values,
+        "columns": names_to_names, "refs": names_to_names, "attributes": names_to_names,
+        "kind": st.sampled_from(["integer", "uuid", "uid", "dn"]) | values,
+        "key_attribute": st.sampled_from(["name", ""]) | values,
+        "batch_size": st.integers(-1, 3) | st.sampled_from(["2", "two"]) | values,
+        "timeout": st.sampled_from([0, 0.1, -1, "0", "soon", float("inf")]) | values,
+        "conninfo": SERVERS | values, "uri": SERVERS | values,
+        "password_env": st.sampled_from(["ZFED_FUZZ_PASSWORD", "ZFED_FUZZ_UNSET", ""]) | values,
+        "base": st.sampled_from(["dc=example,dc=org", "not a dn", ""]) | values,
+        "object_classes": st.sampled_from([["person"], [], "person", [""]]) | values,
+        "rdn": st.sampled_from(["uid", "cn", "1x"]) | values,
+        "start_tls": st.booleans() | st.sampled_from(["yes", "maybe"]),
+        "colour": values,
+    })
+    return st.fixed_dictionaries(
+        {"adapter": st.sampled_from(["sqlite", "postgresql", "ldap", "nope", "",
+                                     "tests.test_fuzz:no_such_factory", "os.path:join",
+                                     "tests.models:Person"]) | values},
+        optional={"options": options | values, "read_only": st.booleans() | values,
+                  "key": values},
+    )
+
+
 def settings_of(folder: Path) -> st.SearchStrategy[dict[str, Any]]:
     """A member table: mostly plausible settings, sometimes of any type, and strangers."""
-    plausible = st.fixed_dictionaries(
+    plausible = foreign_tables() | st.fixed_dictionaries(
         {"path": path_names},
         optional={"key": st.sampled_from(["integer", "uuid", "dn", "nope"]),
                   "read_only": st.booleans() | st.sampled_from(["false", "true", 0, 1])},
@@ -183,9 +228,74 @@ def test_open_config_raises_only_federation_errors(tmp_path: Path, data: st.Data
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Any TOML text as a configuration opens, or raises a FederationError."""
     monkeypatch.chdir(tmp_path)  # relative URIs land here
+    monkeypatch.setenv("ZFED_FUZZ_PASSWORD", "secret")  # never in a message
     prepare(tmp_path)
     config = tmp_path / "config.toml"
     config.write_text(data.draw(configurations(tmp_path)), encoding="utf-8", errors="replace")
+    open_and_close(federation.open_config, config)
+
+
+def zconfig_texts(folder: Path) -> st.SearchStrategy[str]:
+    """ZConfig text of a federation: <zodb> sections and a <federation> section, often broken."""
+    storages = weighted(st.just("<mappingstorage>\n</mappingstorage>\n"),
+                        st.sampled_from(["", "<nostorage>\n"]), 6) | (
+        path_names | st.just(str(folder / "m.fs"))).map(
+        lambda path: f"<filestorage>\npath {path}\n</filestorage>\n")
+    section_names = weighted(st.sampled_from(["main", "notes", "people"]),
+                             st.sampled_from(["", "bad name", "x y", "é"]), 6)
+    lines = st.sampled_from(["cache-size 10", "cache-size many", "database-name notes",
+                             "colour red", "", "<", "%define X", "$X", "key uuid", "key dn",
+                             "read-only on", "read-only maybe", "create on", "path m.fs",
+                             "adapter sqlite", "adapter nope", "table person",
+                             "class tests.models.Person", "password-env ZFED_FUZZ_PASSWORD",
+                             "placement tests.models.Item main", "placement x"])
+    lines = weighted(lines, st.text(max_size=12), 10)
+    body = st.lists(lines, max_size=3).map("\n".join)
+    zodb = st.builds(lambda name, storage, extra: f"<zodb {name}>\n{extra}\n{storage}</zodb>\n",
+                     section_names, storages, body)
+    member = st.builds(lambda name, extra: f"<member {name}>\n{extra}\n</member>\n",
+                       section_names, body)
+    mapping = st.builds(lambda name, extra: f"<mapping {name}>\n{extra}\n</mapping>\n",
+                        st.sampled_from(["columns", "refs", "path"]), body)
+    foreign = st.builds(lambda name, extra, tables: f"<foreign {name}>\n{extra}\n"
+                        f"{''.join(tables)}</foreign>\n",
+                        section_names, body, st.lists(mapping, max_size=2))
+    federation_section = st.builds(
+        lambda parts, extra: f"<federation>\n{extra}\n{''.join(parts)}</federation>\n",
+        st.lists(member | foreign, max_size=3), body)
+    return st.builds(
+        lambda imports, zodbs, sections: imports + "".join(zodbs) + "".join(sections),
+        weighted(st.just("%import federation\n"),
+                 st.sampled_from(["", "%import nosuchpackage\n"]), 6),
+        st.lists(zodb, max_size=3), st.lists(federation_section, max_size=2))
+
+
+@FUZZ
+@given(data=st.data())
+def test_open_zconfig_raises_only_federation_errors(tmp_path: Path, data: st.DataObject,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any ZConfig text as a configuration opens, or raises a FederationError."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ZFED_FUZZ_PASSWORD", "secret")
+    prepare(tmp_path)
+    config = tmp_path / "config.conf"
+    config.write_text(data.draw(zconfig_texts(tmp_path)), encoding="utf-8", errors="replace")
+    open_and_close(federation.open_config, config)
+
+
+@FUZZ
+@given(data=st.data())
+def test_foreign_member_tables_raise_only_federation_errors(
+        tmp_path: Path, data: st.DataObject, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A configuration with a foreign member's table of any options opens, or raises a
+    FederationError that never shows the password."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ZFED_FUZZ_PASSWORD", "secret")
+    prepare(tmp_path)
+    table = data.draw(foreign_tables())
+    config = tmp_path / "config.toml"
+    config.write_text('[members.main]\npath = "main.fs"\ncreate = true\n'
+                      f"[members]\npeople = {toml_value(table)}\n", encoding="utf-8")
     open_and_close(federation.open_config, config)
 
 

@@ -258,6 +258,60 @@ def test_served_members_work_in_process(tmp_path):
         transaction.abort()
 
 
+def test_serve_a_zconfig_file(tmp_path):
+    """zfed serve serves the FileStorage sections of a ZConfig file (read-only ones
+    read-only), and refuses one that keeps blobs, as for TOML."""
+    config = tmp_path / "zodb.conf"
+    config.write_text("%import federation\n"
+                      "<zodb main>\n<filestorage>\npath main.fs\n</filestorage>\n</zodb>\n"
+                      "<zodb notes>\n<filestorage>\npath notes.fs\n</filestorage>\n</zodb>\n"
+                      "<zodb temp>\n<mappingstorage>\n</mappingstorage>\n</zodb>\n"
+                      "<federation>\n<member main>\ncreate on\n</member>\n"
+                      "<member notes>\ncreate on\n</member>\n</federation>\n")
+    server = FederationServer(config)
+    assert server.served == ["main", "notes"]
+    client = tmp_path / "client.toml"
+    try:
+        server.start()
+        client.write_text(server.client_config())
+        with federation.open_config(client) as fed, fed.open() as conn:
+            assert fed.members["main"].db.storage.__class__.__name__ == "ClientStorage"
+            conn.root("notes")["note"] = Item("note", link=Item("page"))
+            conn.add(conn.root("notes")["note"].link, "main")
+            transaction.commit()
+    finally:
+        server.close()
+    with federation.open_config(config) as fed, fed.open() as conn:
+        assert conn.ref(conn.root("notes")["note"].link).member == "main"
+        transaction.abort()
+    (tmp_path / "blobs").mkdir()
+    config.write_text("<zodb main>\n<filestorage>\npath main.fs\nblob-dir blobs\n"
+                      "</filestorage>\n</zodb>\n")
+    result = CliRunner().invoke(main, ["serve", str(config)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: Member 'main' keeps blobs"), result.output
+
+def test_serve_a_file_whose_path_has_a_space(tmp_path):
+    """zfed serve serves the existing file of a path with a space, not a new one."""
+    (tmp_path / "my data").mkdir()
+    config = tmp_path / "federation.toml"
+    config.write_text('[members.main]\npath = "my data/main.fs"\ncreate = true\n')
+    with federation.open_config(config) as fed, fed.open() as conn:
+        conn.root("main")["x"] = Item("x")
+        transaction.commit()
+    server = FederationServer(config)
+    client = tmp_path / "client.toml"
+    try:
+        server.start()
+        client.write_text(server.client_config())
+        with federation.open_config(client) as fed, fed.open() as conn:
+            assert conn.root("main")["x"].title == "x"
+            transaction.abort()
+    finally:
+        server.close()
+    assert sorted(path.name for path in (tmp_path / "my data").iterdir()
+                  if path.suffix == ".fs") == ["main.fs"]
+
 def test_serve_refuses_a_port_in_use(tmp_path):
     """A port another program listens on is refused in one sentence, exit 1."""
     config = tmp_path / "federation.toml"
