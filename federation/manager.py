@@ -11,7 +11,6 @@ from ZODB.utils import u64
 
 from federation import maintenance, resolvers, split
 from federation.catalog import decode_entry, target_key
-from federation.connection import FederatedConnection
 from federation.errors import (
     AmbiguousPlacement,
     DanglingStub,
@@ -24,6 +23,7 @@ from federation.errors import (
 from federation.ref import Ref
 
 if TYPE_CHECKING:
+    from federation.connection import FederatedConnection
     from federation.interfaces import FederationView, Participant
     from federation.maintenance import ReindexReport
 
@@ -94,9 +94,9 @@ class Manager:
         A foreign member has none: :class:`~federation.errors.NoZodbDatabase`.
         """
         jar = self._jar(member)
-        if not isinstance(jar, FederatedConnection):
+        if jar.commit_style != "zodb":  # a foreign member's jar
             raise NoZodbDatabase(member)
-        return jar
+        return jar  # type: ignore[return-value]
 
     @property
     def jars(self) -> dict[str, Any]:
