@@ -49,6 +49,7 @@ from federation.catalog import Catalog, target_key
 from federation.connection import ObjectMissing, Unreachable
 from federation.errors import (
     ConfigurationError,
+    CorruptRecord,
     DanglingStub,
     FederationError,
     InvalidKey,
@@ -57,9 +58,10 @@ from federation.errors import (
     ReadOnlyMember,
     UnknownKind,
     UnknownMember,
+    shorten,
 )
 from federation.interfaces import Adapter, MemberRecord, OutcomeRecording
-from federation.ref import ref_text
+from federation.ref import MEMBER_ID, ref_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -109,6 +111,7 @@ class ForeignMember:
         stored: str | None = None
         if isinstance(probe, MemberRecord):
             stored, names = probe.member_record()
+            self._check_stored_id(stored)
             self.former_names += tuple(n for n in names if n != self.name)
             self._recorded = self.read_only or self.name in names
         if configured is not None and stored is not None and configured != stored:
@@ -119,6 +122,21 @@ class ForeignMember:
         chosen = configured or stored
         if chosen is not None:
             self.member_id = chosen
+
+    def _check_stored_id(self, stored: str | None) -> None:
+        """Refuse an id the store keeps that reference text cannot carry (edited by hand).
+
+        Written into ``member@id:kind:key`` text, such an id would make every
+        new reference to the member unreadable.
+        """
+        if stored is not None and not (isinstance(stored, str) and MEMBER_ID.fullmatch(stored)):
+            raise CorruptRecord(
+                f"Member {self.name!r}: its store keeps the member id {shorten(stored)} (a SQL "
+                "member's table zfed_members), which is not 1 to 64 letters, digits, '_', '.' or '-'; other "
+                "software changed it. Restore the id it had, or remove the row to give the "
+                "member a new one (references by the old id then become dangling).",
+                member=self.name,
+            )
 
     @property
     def former_ids(self) -> tuple[str, ...]:
@@ -142,6 +160,7 @@ class ForeignMember:
         if candidate.startswith("name:"):
             candidate = Catalog.new_member_id()
         stored, durable = adapter.record_member(self.name, candidate)
+        self._check_stored_id(stored)
         if stored != self.member_id:
             ids = self.federation_ids
             if ids is not None:

@@ -532,3 +532,20 @@ def test_get_takes_reference_text_as_rows_keep_it(written):
         assert conn.get(f"main:integer:{oid}") is home  # its former name
         assert fed.ref_of_text(f"main:integer:{oid}") == Ref("home", "integer", oid)
         transaction.abort()
+
+
+@pytest.mark.parametrize("bad", ["bad:id@x", "a b", "x" * 65])
+def test_a_member_id_edited_by_hand_is_refused_before_anything_is_written(tmp_path, bad):
+    """An id in zfed_members that reference text cannot carry (changed by other software)
+    is a CorruptRecord naming the member when the federation opens; adopted, it made every
+    new reference to the member unreadable text (``people@bad:id@x:integer:1``)."""
+    path = people_file(tmp_path)
+    rows(path, "INSERT INTO person (id, name) VALUES (1, 'Ada'), (2, 'Bob')")
+    rows(path, "CREATE TABLE zfed_members (tbl TEXT NOT NULL, name TEXT NOT NULL, "
+               "member_id TEXT NOT NULL, PRIMARY KEY (tbl, name))")
+    rows(path, "INSERT INTO zfed_members VALUES ('person', '', ?), ('person', 'people', ?)",
+         (bad, bad))
+    with pytest.raises(federation.CorruptRecord, match="Member 'people'.*zfed_members") as info:
+        federation.open({"people": people(path)})
+    assert len(str(info.value)) < 400
+    assert owner_ref(path, 2) is None
