@@ -199,6 +199,23 @@ class Federation:
             member.federation_ids = by_id  # a member id can change: see catalog_found
         return by_id
 
+    def member_of_id(self, member_id: str, name: str) -> ZodbMember | ForeignMember | None:
+        """The member of the stable id ``member_id``, or None; ``name`` is the name it was
+        written with.
+
+        A foreign member that had no id when the federation opened is asked
+        (reading only) whether another process stored one since: stubs and
+        references that process wrote name it by that id.
+        """
+        by_id = self.members_by_id
+        member = by_id.get(member_id)
+        if member is None and not member_id.startswith("name:"):
+            named = self.members.get(name) or by_id.get(f"name:{name}")
+            learn = getattr(named, "learn_member_id", None)
+            if learn is not None and named.available and learn():
+                member = by_id.get(member_id)
+        return member
+
     def member_for(self, name: str, member_id: str | None = None) -> ZodbMember | ForeignMember:
         """The member a reference names by ``name`` and, if it has one, its stable id.
 
@@ -209,7 +226,7 @@ class Federation:
         """
         by_id = self.members_by_id
         if member_id is not None:
-            member = by_id.get(member_id)
+            member = self.member_of_id(member_id, name)
             if member is not None:
                 return member
         member = self.members.get(name) or by_id.get(f"name:{name}")

@@ -131,10 +131,10 @@ class ForeignMember:
         """
         if stored is not None and not (isinstance(stored, str) and MEMBER_ID.fullmatch(stored)):
             raise CorruptRecord(
-                f"Member {self.name!r}: its store keeps the member id {shorten(stored)} (a SQL "
-                "member's table zfed_members), which is not 1 to 64 letters, digits, '_', '.' or '-'; other "
-                "software changed it. Restore the id it had, or remove the row to give the "
-                "member a new one (references by the old id then become dangling).",
+                f"Member {self.name!r}: its store keeps the member id {shorten(stored)} "
+                "(a SQL member's table zfed_members), which is not 1 to 64 letters, digits, "
+                "'_', '.' or '-'; other software changed it. Restore the id it had, or remove "
+                "the row to give the member a new one (references by the old id then dangle).",
                 member=self.name,
             )
 
@@ -161,15 +161,44 @@ class ForeignMember:
             candidate = Catalog.new_member_id()
         stored, durable = adapter.record_member(self.name, candidate)
         self._check_stored_id(stored)
-        if stored != self.member_id:
-            ids = self.federation_ids
-            if ids is not None:
-                ids.pop(self.member_id, None)
-                ids[stored] = self
-                ids.setdefault(f"name:{self.name}", self)
-            self.member_id = stored
+        self._adopt(stored)
         self._recorded = durable
         return stored
+
+    def learn_member_id(self) -> bool:
+        """Take the id another process stored since the federation opened; True if taken.
+
+        A stub or reference that names this member by an id the federation
+        does not know may have been written by a process that stored the
+        member's first id after this one opened.  Reads only.
+        """
+        if not self.member_id.startswith("name:"):
+            return False
+        probe = self.factory()
+        try:
+            if not isinstance(probe, MemberRecord):
+                return False
+            stored, names = probe.member_record()
+        finally:
+            probe.close()
+        self._check_stored_id(stored)
+        if stored is None:
+            return False
+        self.former_names += tuple(n for n in names if n != self.name and n not in
+                                   self.former_names)
+        self._adopt(stored)
+        return True
+
+    def _adopt(self, stored: str) -> None:
+        """Use ``stored`` as the member id, in the federation's index of members too."""
+        if stored == self.member_id:
+            return
+        ids = self.federation_ids
+        if ids is not None:
+            ids.pop(self.member_id, None)
+            ids[stored] = self
+            ids.setdefault(f"name:{self.name}", self)
+        self.member_id = stored
 
     available = True
 

@@ -398,6 +398,14 @@ class FederationView(Protocol):
 
     def member(self, name: str) -> Any: ...
 
+    def member_of_id(self, member_id: str, name: str) -> Any:
+        """The member of stable id ``member_id`` (written with ``name``), or None.
+
+        Unlike ``members_by_id``, it finds an id a foreign member's store
+        kept since the federation opened (another process stored it).
+        """
+        ...
+
     def ref_of_text(self, text: str) -> Any: ...
 
     def journal_member(self) -> Any: ...

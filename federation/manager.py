@@ -356,7 +356,7 @@ class Manager:
     def _resolve_target(self, member_id: str, member_name: str, kind: str, key: bytes,
                         module: str, name: str) -> tuple[Any, type | None]:
         """The connection of the member a stub entry names, and the target's class."""
-        member = self.federation.members_by_id.get(member_id)
+        member = self.federation.member_of_id(member_id, member_name)
         if member is None:
             # An unknown database under a known name: unreachable, or a copy of
             # the database (export/import), which uuid keys still identify.

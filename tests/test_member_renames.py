@@ -545,7 +545,47 @@ def test_a_member_id_edited_by_hand_is_refused_before_anything_is_written(tmp_pa
                "member_id TEXT NOT NULL, PRIMARY KEY (tbl, name))")
     rows(path, "INSERT INTO zfed_members VALUES ('person', '', ?), ('person', 'people', ?)",
          (bad, bad))
-    with pytest.raises(federation.CorruptRecord, match="Member 'people'.*zfed_members") as info:
+    with pytest.raises(federation.CorruptRecord, match=r"Member 'people'.*zfed_members") as info:
         federation.open({"people": people(path)})
     assert len(str(info.value)) < 400
     assert owner_ref(path, 2) is None
+
+
+def test_a_foreign_id_stored_by_another_process_is_found_by_a_long_lived_federation(tmp_path):
+    """Two federations (processes) opened before the SQL member had an id: one stores it
+    with its first stub; the other, still open, reads that stub (it raised DanglingStub,
+    'not part of this federation', until reopened) and rows naming the id."""
+    import ZEO
+
+    path = people_file(tmp_path)
+    rows(path, "INSERT INTO person (id, name) VALUES (1, 'Ada'), (2, 'Bob')")
+    (host, port), stop = ZEO.server(path=str(tmp_path / "main.fs"), port=("127.0.0.1", 0))
+    try:
+        main_uri = f"zeo://{host}:{port}?wait_timeout=5"
+        with federation.open({"main": main_uri}) as fed, fed.open() as conn:
+            conn.root("main")["x"] = 1
+            transaction.commit()
+        first = federation.open({"main": main_uri, "people": people(path)})
+        second = federation.open({"main": main_uri, "people": people(path)})
+        tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
+        conn1, conn2 = first.open(tm1), second.open(tm2)
+        conn1.root("main")["ada"] = Item("Ada's", link=conn1.get("people:integer:1"))
+        tm1.commit()
+        member_id = first.member("people").member_id
+        assert second.member("people").member_id == "name:people"
+        conn2.close()
+        report = second.pack()  # its collector reads the new stub too
+        assert not report.dangling, report.dangling
+        conn2 = second.open(tm2)
+        tm2.begin()
+        assert conn2.root("main")["ada"].link.name == "Ada"
+        assert second.member("people").member_id == member_id
+        conn2.root("main")["ada2"] = Item("Ada again", link=conn2.get("people:integer:1"))
+        tm2.commit()
+        assert len(conn2.stubs("main")) == 1
+        for conn in (conn1, conn2):
+            conn.close()
+        first.close()
+        second.close()
+    finally:
+        stop()
