@@ -195,6 +195,14 @@ class Federation:
             by_id.setdefault(f"name:{member.name}", member)
         for member in self.members.values():
             for former in member.former_names:
+                other = self.members.get(former)
+                if member.member_id.startswith("name:") and other not in (None, member):
+                    raise ConfigurationError(
+                        f"Member {member.name!r} keeps no stable id and was called {former!r}, "
+                        f"the name of member {former!r} now: stubs made under that name cannot "
+                        "tell the two apart; give the member a setting member_id, or a name "
+                        "no member had."
+                    )
                 by_id.setdefault(f"name:{former}", member)
             member.federation_ids = by_id  # a member id can change: see catalog_found
         return by_id

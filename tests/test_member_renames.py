@@ -589,3 +589,25 @@ def test_a_foreign_id_stored_by_another_process_is_found_by_a_long_lived_federat
         second.close()
     finally:
         stop()
+
+
+def test_swapping_the_names_of_members_without_ids_is_refused(tmp_path):
+    """Two stores that keep no id (stubs name them name:<name>) swap names, each listing the
+    other's name in former_names: a stub made under 's' read the member now called 's',
+    the wrong store, silently; the configuration is refused, naming the member."""
+    s = MemoryDatabase("s", Person, batch_size=10)
+    s.insert(1, {"name": "Ada", "email": None, "owner": None})
+    t = MemoryDatabase("t", Person, batch_size=10)
+    t.insert(1, {"name": "Tom", "email": None, "owner": None})
+    main_uri = (tmp_path / "main.fs").as_uri()
+    with federation.open({"main": main_uri, "s": s, "t": t}) as fed, fed.open() as conn:
+        conn.root("main")["a"] = Item("a", link=conn.get("s:integer:1"))
+        transaction.commit()
+    swapped = {"main": main_uri, "t": {"adapter": s, "former_names": ["s"]},
+               "s": {"adapter": t, "former_names": ["t"]}}
+    with pytest.raises(ConfigurationError, match=r"Member '[st]' keeps no stable id"):
+        federation.open(swapped)
+    with federation.open({"main": main_uri, "t": {"adapter": s, "former_names": ["s"]}}) as fed, \
+            fed.open() as conn:
+        assert conn.root("main")["a"].link.name == "Ada"  # a plain rename still works
+        transaction.abort()
