@@ -194,6 +194,10 @@ class ForeignMember:
         if stored == self.member_id:
             return
         ids = self.federation_ids
+        other = ids.get(stored) if ids is not None else None
+        if other is not None and other is not self:
+            raise ConfigurationError(f"Members {other.name!r} and {self.name!r} are the same "
+                                     "database.")  # as federation.open says once ids are kept
         if ids is not None:
             ids.pop(self.member_id, None)
             ids[stored] = self

@@ -611,3 +611,23 @@ def test_swapping_the_names_of_members_without_ids_is_refused(tmp_path):
             fed.open() as conn:
         assert conn.root("main")["a"].link.name == "Ada"  # a plain rename still works
         transaction.abort()
+
+
+def test_one_table_configured_as_two_members_is_refused_when_its_id_is_stored(tmp_path):
+    """Two members on one table that had no id yet: the second to store it found the
+    first's and took its place among the federation's ids (the first's stubs then named
+    the second); it is refused as federation.open refuses it once the id is kept."""
+    path = people_file(tmp_path)
+    rows(path, "INSERT INTO person (id, name) VALUES (1, 'Ada'), (2, 'Bob')")
+    main_uri = (tmp_path / "main.fs").as_uri()
+    members = {"main": main_uri, "p": people(path, "p"), "q": people(path, "q")}
+    with federation.open(members) as fed, fed.open() as conn:
+        conn.root("main")["a"] = Item("a", link=conn.get("p:integer:1"))
+        transaction.commit()
+        conn.root("main")["b"] = Item("b", link=conn.get("q:integer:2"))
+        with pytest.raises(ConfigurationError, match="Members 'p' and 'q' are the same database"):
+            transaction.commit()
+        transaction.abort()
+        assert {fed.members_by_id[fed.member("p").member_id].name} == {"p"}
+    with pytest.raises(ConfigurationError, match="same database"):
+        federation.open(members)
