@@ -552,6 +552,11 @@ class FederatedConnection(Connection):
             self._zfed_catalog_obj = catalog
         return catalog
 
+    def read_member_id(self) -> None:
+        """Read the catalog if this connection has seen none: another process may have
+        stored the member's first catalog, and its id, since the federation opened."""
+        self._catalog()
+
     def ensure_catalog(self) -> Catalog | None:
         """The catalog; a writable member that has none gets one, in this transaction.
 

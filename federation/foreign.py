@@ -262,6 +262,10 @@ class ForeignJar:
     def forget_resolutions(self) -> None:
         """Nothing to forget: a foreign member resolves no stubs (see ``Participant``)."""
 
+    def read_member_id(self) -> None:
+        """See ``Participant``: the id another process stored since the federation opened."""
+        self._zfed_member.learn_member_id()
+
     def reload_referrers(self) -> None:
         """Nothing to do: every object is a ghost again at each transaction boundary."""
 

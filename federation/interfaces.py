@@ -313,7 +313,10 @@ class Participant(Protocol):
     ``forget_resolutions()`` drops what the jar resolved from stub entries;
     ``reload_referrers()``, called at a transaction boundary when stub
     entries or stub records changed, turns the unchanged objects whose state
-    holds targets resolved through them back into ghosts.
+    holds targets resolved through them back into ghosts;
+    ``read_member_id()`` reads again the member id the member's store keeps,
+    which another process may have stored first since the federation opened
+    (a stub naming an id the federation does not know).
     """
 
     member: Any
@@ -355,6 +358,8 @@ class Participant(Protocol):
     def forget_resolutions(self) -> None: ...
 
     def reload_referrers(self) -> None: ...
+
+    def read_member_id(self) -> None: ...
 
 
 @runtime_checkable

@@ -353,10 +353,22 @@ class Manager:
             )
         return oid
 
+    def _member_given_id_since(self, member_id: str, member_name: str) -> Any:
+        """The member of ``member_id`` if the member called ``member_name`` got it since
+        the federation opened (another process stored its first catalog), else None."""
+        named = self.federation.members.get(member_name)
+        jar = self._jars.get(named.name) if named is not None else None
+        if jar is None:
+            return None
+        jar.read_member_id()
+        return self.federation.members_by_id.get(member_id)
+
     def _resolve_target(self, member_id: str, member_name: str, kind: str, key: bytes,
                         module: str, name: str) -> tuple[Any, type | None]:
         """The connection of the member a stub entry names, and the target's class."""
         member = self.federation.member_of_id(member_id, member_name)
+        if member is None:
+            member = self._member_given_id_since(member_id, member_name)
         if member is None:
             # An unknown database under a known name: unreachable, or a copy of
             # the database (export/import), which uuid keys still identify.

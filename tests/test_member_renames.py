@@ -631,3 +631,41 @@ def test_one_table_configured_as_two_members_is_refused_when_its_id_is_stored(tm
         assert {fed.members_by_id[fed.member("p").member_id].name} == {"p"}
     with pytest.raises(ConfigurationError, match="same database"):
         federation.open(members)
+
+
+def test_a_catalog_stored_by_another_process_is_found_by_a_long_lived_federation(tmp_path):
+    """A plain ZODB database joins two federations (processes) at once; each chose an id
+    for it in memory, and the first to write stored its catalog.  The other, still open,
+    reads the stubs the first wrote (they raised DanglingStub, 'not part of this
+    federation', until it had read that member's root)."""
+    import ZEO
+    import ZODB
+    from ZEO.ClientStorage import ClientStorage
+
+    db = ZODB.DB(str(tmp_path / "main.fs"))
+    with db.transaction() as conn:
+        conn.root()["it"] = Item("main's")
+    db.close()
+    servers = {name: ZEO.server(path=str(tmp_path / f"{name}.fs"), port=("127.0.0.1", 0))
+               for name in ("main", "notes")}
+    try:
+        def members():  # server_sync: a new transaction sees the other process's commit
+            return {name: ClientStorage(address, server_sync=True, wait_timeout=5)
+                    for name, (address, _stop) in servers.items()}
+
+        first, second = federation.open(members()), federation.open(members())
+        assert first.member("main").member_id != second.member("main").member_id
+        tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
+        conn1, conn2 = first.open(tm1), second.open(tm2)
+        conn1.root("notes")["link"] = Item("link", link=conn1.root("main")["it"])
+        tm1.commit()
+        tm2.begin()
+        assert conn2.root("notes")["link"].link.title == "main's"
+        assert second.member("main").member_id == first.member("main").member_id
+        tm2.abort()
+        for conn, fed in ((conn1, first), (conn2, second)):
+            conn.close()
+            fed.close()
+    finally:
+        for _address, stop in servers.values():
+            stop()
