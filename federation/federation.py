@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -152,16 +152,17 @@ class Federation:
         """The commit journal at a glance; see :func:`federation.recovery.status`."""
         return recovery.status(self)
 
-    def journal_member(self) -> ZodbMember | None:
+    def journal_member(self, avoid: Collection[str] = ()) -> ZodbMember | None:
         """The member that keeps the commit journal when no participant can.
 
-        The first writable, available ZODB member in configuration order.
+        The first writable, available ZODB member in configuration order,
+        not one named in ``avoid`` while there is another.
         """
-        for member in self.members.values():
-            if (isinstance(member, ZodbMember) and member.available and not member.read_only
-                    and not member.db.storage.isReadOnly()):
-                return member
-        return None
+        writable = [member for member in self.members.values()
+                    if isinstance(member, ZodbMember) and member.available
+                    and not member.read_only and not member.db.storage.isReadOnly()]
+        preferred = [member for member in writable if member.name not in avoid]
+        return (preferred or writable or [None])[0]
 
     def _add_placement(self, cls: Any, member: Any) -> None:
         if not isinstance(cls, (str, type)) or not cls:
