@@ -61,7 +61,7 @@ from federation.errors import (
     shorten,
 )
 from federation.interfaces import Adapter, MemberRecord, OutcomeRecording
-from federation.ref import MEMBER_ID, ref_text
+from federation.ref import MEMBER_ID, parse_ref_text, ref_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -545,6 +545,9 @@ class ForeignJar:
         """The object reference text names: a ghost, or an :class:`UnreachableRef`."""
         manager = self._zfed_manager
         try:
+            ref, member_id = parse_ref_text(text)
+            if member_id is not None and member_id not in manager.federation.members_by_id:
+                manager.member_of_id(member_id, ref.member)  # given since we opened?
             return manager.get(manager.federation.ref_of_text(text))
         except UNREACHABLE_REFERENCE as error:
             return UnreachableRef(text, error)

@@ -436,6 +436,8 @@ class JarManager(Protocol):
       entry into ``(jar, oid, class)`` of its target;
     - ``stable_id_of_target`` and ``retarget_stubs`` let a foreign jar follow
       a renamed record and rewrite the stubs that name it;
+    - ``member_of_id(member_id, member_name)`` is the member of a stable id,
+      found also when the member got it after the federation opened;
     - ``forget_resolutions`` makes every jar drop its stub resolutions (a
       member's indexes changed);
     - ``connection(member)`` is what a ZODB connection's ``get_connection``
@@ -468,6 +470,8 @@ class JarManager(Protocol):
     def stable_id_of_target(self, member: Any, oid: bytes) -> str | None: ...
 
     def retarget_stubs(self, member: Any, old: bytes, new: bytes) -> None: ...
+
+    def member_of_id(self, member_id: str, member_name: str) -> Any: ...
 
     def forget_resolutions(self) -> None: ...
 

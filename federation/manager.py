@@ -353,9 +353,17 @@ class Manager:
             )
         return oid
 
-    def _member_given_id_since(self, member_id: str, member_name: str) -> Any:
-        """The member of ``member_id`` if the member called ``member_name`` got it since
-        the federation opened (another process stored its first catalog), else None."""
+    def member_of_id(self, member_id: str, member_name: str) -> Any:
+        """The member of the stable id ``member_id``, written with ``member_name``; or None.
+
+        Finds, as :meth:`Federation.member_of_id` does, an id the member
+        called ``member_name`` got since the federation opened: a foreign
+        member's store, or a ZODB member's first catalog, stored by another
+        process (whose stubs and rows name the member by that id).
+        """
+        member = self.federation.member_of_id(member_id, member_name)
+        if member is not None:
+            return member
         named = self.federation.members.get(member_name)
         jar = self._jars.get(named.name) if named is not None else None
         if jar is None:
@@ -366,9 +374,7 @@ class Manager:
     def _resolve_target(self, member_id: str, member_name: str, kind: str, key: bytes,
                         module: str, name: str) -> tuple[Any, type | None]:
         """The connection of the member a stub entry names, and the target's class."""
-        member = self.federation.member_of_id(member_id, member_name)
-        if member is None:
-            member = self._member_given_id_since(member_id, member_name)
+        member = self.member_of_id(member_id, member_name)
         if member is None:
             # An unknown database under a known name: unreachable, or a copy of
             # the database (export/import), which uuid keys still identify.

@@ -637,7 +637,8 @@ def test_a_catalog_stored_by_another_process_is_found_by_a_long_lived_federation
     """A plain ZODB database joins two federations (processes) at once; each chose an id
     for it in memory, and the first to write stored its catalog.  The other, still open,
     reads the stubs the first wrote (they raised DanglingStub, 'not part of this
-    federation', until it had read that member's root)."""
+    federation', until it had read that member's root) and the rows (their references
+    were placeholders saying the member was 'another database')."""
     import ZEO
     import ZODB
     from ZEO.ClientStorage import ClientStorage
@@ -649,17 +650,21 @@ def test_a_catalog_stored_by_another_process_is_found_by_a_long_lived_federation
     servers = {name: ZEO.server(path=str(tmp_path / f"{name}.fs"), port=("127.0.0.1", 0))
                for name in ("main", "notes")}
     try:
+        path = people_file(tmp_path)
+
         def members():  # server_sync: a new transaction sees the other process's commit
-            return {name: ClientStorage(address, server_sync=True, wait_timeout=5)
-                    for name, (address, _stop) in servers.items()}
+            return {**{name: ClientStorage(address, server_sync=True, wait_timeout=5)
+                       for name, (address, _stop) in servers.items()}, "people": people(path)}
 
         first, second = federation.open(members()), federation.open(members())
         assert first.member("main").member_id != second.member("main").member_id
         tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
         conn1, conn2 = first.open(tm1), second.open(tm2)
         conn1.root("notes")["link"] = Item("link", link=conn1.root("main")["it"])
+        conn1.add(Person("Ada", owner=conn1.root("main")["it"]), "people")
         tm1.commit()
         tm2.begin()
+        assert conn2.get("people:integer:1").owner.title == "main's"
         assert conn2.root("notes")["link"].link.title == "main's"
         assert second.member("main").member_id == first.member("main").member_id
         tm2.abort()
