@@ -109,7 +109,8 @@ class ForeignMember:
     def _read_member_record(self, probe: Adapter, configured: str | None) -> None:
         """Take the member id and former names the store keeps (reading only)."""
         stored: str | None = None
-        if isinstance(probe, MemberRecord):
+        self._keeps_record = isinstance(probe, MemberRecord)
+        if self._keeps_record:
             stored, names = probe.member_record()
             self._check_stored_id(stored)
             self.former_names += tuple(n for n in names if n != self.name)
@@ -172,8 +173,8 @@ class ForeignMember:
         does not know may have been written by a process that stored the
         member's first id after this one opened.  Reads only.
         """
-        if not self.member_id.startswith("name:"):
-            return False
+        if not (self._keeps_record and self.member_id.startswith("name:")):
+            return False  # an id kept already, or a store that keeps none (LDAP)
         probe = self.factory()
         try:
             if not isinstance(probe, MemberRecord):

@@ -674,3 +674,23 @@ def test_a_catalog_stored_by_another_process_is_found_by_a_long_lived_federation
     finally:
         for _address, stop in servers.values():
             stop()
+
+
+def test_an_unknown_id_under_the_name_of_a_store_keeping_none_opens_no_session(tmp_path):
+    """References naming an id the federation does not know, under the name of a member
+    whose store keeps no id (LDAP, the memory adapter): nothing to read again, so no new
+    adapter session (an LDAP bind) per such reference."""
+    database = MemoryDatabase("people", Person, batch_size=10, ref_attributes=["owner"])
+    database.insert(1, {"name": "Ada", "email": None, "owner": "people@gone:integer:1"})
+    sessions = []
+
+    def factory():
+        sessions.append(1)
+        return database()
+
+    with federation.open({"people": {"adapter": factory}}) as fed, fed.open() as conn:
+        opened = len(sessions)
+        for _ in range(3):
+            conn.get("people:integer:1").owner  # noqa: B018
+            transaction.abort()
+        assert len(sessions) == opened
