@@ -134,7 +134,7 @@ class ForeignMember:
             raise CorruptRecord(
                 f"Member {self.name!r}: its store keeps the member id {shorten(stored)} "
                 "(a SQL member's table zfed_members), which is not 1 to 64 letters, digits, "
-                "'_', '.' or '-'; other software changed it. Restore the id it had, or remove "
+                "'_', '.' or '-' (other software changed it): restore the id it had, or remove "
                 "the row to give the member a new one (references by the old id then dangle).",
                 member=self.name,
             )
