@@ -563,6 +563,16 @@ class FederatedConnection(Connection):
             self._zfed_catalog_obj = catalog
         return catalog
 
+    def read_member_id(self) -> None:
+        """Read the catalog if this connection has seen none: another process may have
+        stored the member's first catalog, and its id, since the federation opened."""
+        self._catalog()
+
+    def creates_catalog(self) -> bool:
+        """True if this transaction stores the member's first catalog (see ensure_catalog)."""
+        catalog = self._zfed_catalog_obj
+        return catalog is not None and catalog._p_serial == z64  # never committed
+
     def ensure_catalog(self) -> Catalog | None:
         """The catalog; a writable member that has none gets one, in this transaction.
 

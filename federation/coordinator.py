@@ -255,8 +255,15 @@ class _Plan:
         decider.apply_index_ops(txn)
 
     def _journal_holder(self) -> Any:
-        """The member that keeps the journal entry when no participant can decide."""
-        member = self.federation.journal_member()
+        """The member that keeps the journal entry when no participant can decide.
+
+        Not, if another can, a participant that stores its first catalog in
+        this transaction: the entry, written first in a transaction of its
+        own, would store another catalog, and the participant's would conflict.
+        """
+        member = self.federation.journal_member(avoid=[
+            jar.member_name for jar in self.participants
+            if jar.commit_style == "zodb" and jar.creates_catalog()])
         if member is None:
             raise FederationError(
                 "A transaction over several members needs a writable, available ZODB member "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -152,16 +152,17 @@ class Federation:
         """The commit journal at a glance; see :func:`federation.recovery.status`."""
         return recovery.status(self)
 
-    def journal_member(self) -> ZodbMember | None:
+    def journal_member(self, avoid: Collection[str] = ()) -> ZodbMember | None:
         """The member that keeps the commit journal when no participant can.
 
-        The first writable, available ZODB member in configuration order.
+        The first writable, available ZODB member in configuration order,
+        not one named in ``avoid`` while there is another.
         """
-        for member in self.members.values():
-            if (isinstance(member, ZodbMember) and member.available and not member.read_only
-                    and not member.db.storage.isReadOnly()):
-                return member
-        return None
+        writable = [member for member in self.members.values()
+                    if isinstance(member, ZodbMember) and member.available
+                    and not member.read_only and not member.db.storage.isReadOnly()]
+        preferred = [member for member in writable if member.name not in avoid]
+        return (preferred or writable or [None])[0]
 
     def _add_placement(self, cls: Any, member: Any) -> None:
         if not isinstance(cls, (str, type)) or not cls:
@@ -195,9 +196,34 @@ class Federation:
             by_id.setdefault(f"name:{member.name}", member)
         for member in self.members.values():
             for former in member.former_names:
+                other = self.members.get(former)
+                if member.member_id.startswith("name:") and other not in (None, member):
+                    raise ConfigurationError(
+                        f"Member {member.name!r} keeps no stable id and was called {former!r}, "
+                        f"the name of member {former!r} now: stubs made under that name cannot "
+                        "tell the two apart; give the member a setting member_id, or a name "
+                        "no member had."
+                    )
                 by_id.setdefault(f"name:{former}", member)
             member.federation_ids = by_id  # a member id can change: see catalog_found
         return by_id
+
+    def member_of_id(self, member_id: str, name: str) -> ZodbMember | ForeignMember | None:
+        """The member of the stable id ``member_id``, or None; ``name`` is the name it was
+        written with.
+
+        A foreign member that had no id when the federation opened is asked
+        (reading only) whether another process stored one since: stubs and
+        references that process wrote name it by that id.
+        """
+        by_id = self.members_by_id
+        member = by_id.get(member_id)
+        if member is None and not member_id.startswith("name:"):
+            named = self.members.get(name) or by_id.get(f"name:{name}")
+            learn = getattr(named, "learn_member_id", None)
+            if learn is not None and named.available and learn():
+                member = by_id.get(member_id)
+        return member
 
     def member_for(self, name: str, member_id: str | None = None) -> ZodbMember | ForeignMember:
         """The member a reference names by ``name`` and, if it has one, its stable id.
@@ -209,7 +235,7 @@ class Federation:
         """
         by_id = self.members_by_id
         if member_id is not None:
-            member = by_id.get(member_id)
+            member = self.member_of_id(member_id, name)
             if member is not None:
                 return member
         member = self.members.get(name) or by_id.get(f"name:{name}")

@@ -49,6 +49,7 @@ from federation.catalog import Catalog, target_key
 from federation.connection import ObjectMissing, Unreachable
 from federation.errors import (
     ConfigurationError,
+    CorruptRecord,
     DanglingStub,
     FederationError,
     InvalidKey,
@@ -57,9 +58,10 @@ from federation.errors import (
     ReadOnlyMember,
     UnknownKind,
     UnknownMember,
+    shorten,
 )
 from federation.interfaces import Adapter, MemberRecord, OutcomeRecording
-from federation.ref import ref_text
+from federation.ref import MEMBER_ID, parse_ref_text, ref_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -107,8 +109,10 @@ class ForeignMember:
     def _read_member_record(self, probe: Adapter, configured: str | None) -> None:
         """Take the member id and former names the store keeps (reading only)."""
         stored: str | None = None
-        if isinstance(probe, MemberRecord):
+        self._keeps_record = isinstance(probe, MemberRecord)
+        if self._keeps_record:
             stored, names = probe.member_record()
+            self._check_stored_id(stored)
             self.former_names += tuple(n for n in names if n != self.name)
             self._recorded = self.read_only or self.name in names
         if configured is not None and stored is not None and configured != stored:
@@ -119,6 +123,21 @@ class ForeignMember:
         chosen = configured or stored
         if chosen is not None:
             self.member_id = chosen
+
+    def _check_stored_id(self, stored: str | None) -> None:
+        """Refuse an id the store keeps that reference text cannot carry (edited by hand).
+
+        Written into ``member@id:kind:key`` text, such an id would make every
+        new reference to the member unreadable.
+        """
+        if stored is not None and not (isinstance(stored, str) and MEMBER_ID.fullmatch(stored)):
+            raise CorruptRecord(
+                f"Member {self.name!r}: its store keeps the member id {shorten(stored)} "
+                "(a SQL member's table zfed_members), which is not 1 to 64 letters, digits, "
+                "'_', '.' or '-' (other software changed it): restore the id it had, or remove "
+                "the row to give the member a new one (references by the old id then dangle).",
+                member=self.name,
+            )
 
     @property
     def former_ids(self) -> tuple[str, ...]:
@@ -142,15 +161,49 @@ class ForeignMember:
         if candidate.startswith("name:"):
             candidate = Catalog.new_member_id()
         stored, durable = adapter.record_member(self.name, candidate)
-        if stored != self.member_id:
-            ids = self.federation_ids
-            if ids is not None:
-                ids.pop(self.member_id, None)
-                ids[stored] = self
-                ids.setdefault(f"name:{self.name}", self)
-            self.member_id = stored
+        self._check_stored_id(stored)
+        self._adopt(stored)
         self._recorded = durable
         return stored
+
+    def learn_member_id(self) -> bool:
+        """Take the id another process stored since the federation opened; True if taken.
+
+        A stub or reference that names this member by an id the federation
+        does not know may have been written by a process that stored the
+        member's first id after this one opened.  Reads only.
+        """
+        if not (self._keeps_record and self.member_id.startswith("name:")):
+            return False  # an id kept already, or a store that keeps none (LDAP)
+        probe = self.factory()
+        try:
+            if not isinstance(probe, MemberRecord):
+                return False
+            stored, names = probe.member_record()
+        finally:
+            probe.close()
+        self._check_stored_id(stored)
+        if stored is None:
+            return False
+        self.former_names += tuple(n for n in names if n != self.name and n not in
+                                   self.former_names)
+        self._adopt(stored)
+        return True
+
+    def _adopt(self, stored: str) -> None:
+        """Use ``stored`` as the member id, in the federation's index of members too."""
+        if stored == self.member_id:
+            return
+        ids = self.federation_ids
+        other = ids.get(stored) if ids is not None else None
+        if other is not None and other is not self:
+            raise ConfigurationError(f"Members {other.name!r} and {self.name!r} are the same "
+                                     "database.")  # as federation.open says once ids are kept
+        if ids is not None:
+            ids.pop(self.member_id, None)
+            ids[stored] = self
+            ids.setdefault(f"name:{self.name}", self)
+        self.member_id = stored
 
     available = True
 
@@ -209,6 +262,10 @@ class ForeignJar:
 
     def forget_resolutions(self) -> None:
         """Nothing to forget: a foreign member resolves no stubs (see ``Participant``)."""
+
+    def read_member_id(self) -> None:
+        """See ``Participant``: the id another process stored since the federation opened."""
+        self._zfed_member.learn_member_id()
 
     def reload_referrers(self) -> None:
         """Nothing to do: every object is a ghost again at each transaction boundary."""
@@ -489,6 +546,9 @@ class ForeignJar:
         """The object reference text names: a ghost, or an :class:`UnreachableRef`."""
         manager = self._zfed_manager
         try:
+            ref, member_id = parse_ref_text(text)
+            if member_id is not None and member_id not in manager.federation.members_by_id:
+                manager.member_of_id(member_id, ref.member)  # given since we opened?
             return manager.get(manager.federation.ref_of_text(text))
         except UNREACHABLE_REFERENCE as error:
             return UnreachableRef(text, error)

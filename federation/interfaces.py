@@ -313,7 +313,10 @@ class Participant(Protocol):
     ``forget_resolutions()`` drops what the jar resolved from stub entries;
     ``reload_referrers()``, called at a transaction boundary when stub
     entries or stub records changed, turns the unchanged objects whose state
-    holds targets resolved through them back into ghosts.
+    holds targets resolved through them back into ghosts;
+    ``read_member_id()`` reads again the member id the member's store keeps,
+    which another process may have stored first since the federation opened
+    (a stub naming an id the federation does not know).
     """
 
     member: Any
@@ -355,6 +358,8 @@ class Participant(Protocol):
     def forget_resolutions(self) -> None: ...
 
     def reload_referrers(self) -> None: ...
+
+    def read_member_id(self) -> None: ...
 
 
 @runtime_checkable
@@ -398,9 +403,17 @@ class FederationView(Protocol):
 
     def member(self, name: str) -> Any: ...
 
+    def member_of_id(self, member_id: str, name: str) -> Any:
+        """The member of stable id ``member_id`` (written with ``name``), or None.
+
+        Unlike ``members_by_id``, it finds an id a foreign member's store
+        kept since the federation opened (another process stored it).
+        """
+        ...
+
     def ref_of_text(self, text: str) -> Any: ...
 
-    def journal_member(self) -> Any: ...
+    def journal_member(self, avoid: Any = ()) -> Any: ...
 
     def check_journals(self) -> None: ...
 
@@ -423,6 +436,8 @@ class JarManager(Protocol):
       entry into ``(jar, oid, class)`` of its target;
     - ``stable_id_of_target`` and ``retarget_stubs`` let a foreign jar follow
       a renamed record and rewrite the stubs that name it;
+    - ``member_of_id(member_id, member_name)`` is the member of a stable id,
+      found also when the member got it after the federation opened;
     - ``forget_resolutions`` makes every jar drop its stub resolutions (a
       member's indexes changed);
     - ``connection(member)`` is what a ZODB connection's ``get_connection``
@@ -455,6 +470,8 @@ class JarManager(Protocol):
     def stable_id_of_target(self, member: Any, oid: bytes) -> str | None: ...
 
     def retarget_stubs(self, member: Any, old: bytes, new: bytes) -> None: ...
+
+    def member_of_id(self, member_id: str, member_name: str) -> Any: ...
 
     def forget_resolutions(self) -> None: ...
 

@@ -353,10 +353,28 @@ class Manager:
             )
         return oid
 
+    def member_of_id(self, member_id: str, member_name: str) -> Any:
+        """The member of the stable id ``member_id``, written with ``member_name``; or None.
+
+        Finds, as :meth:`Federation.member_of_id` does, an id the member
+        called ``member_name`` got since the federation opened: a foreign
+        member's store, or a ZODB member's first catalog, stored by another
+        process (whose stubs and rows name the member by that id).
+        """
+        member = self.federation.member_of_id(member_id, member_name)
+        if member is not None:
+            return member
+        named = self.federation.members.get(member_name)
+        jar = self._jars.get(named.name) if named is not None else None
+        if jar is None:
+            return None
+        jar.read_member_id()
+        return self.federation.members_by_id.get(member_id)
+
     def _resolve_target(self, member_id: str, member_name: str, kind: str, key: bytes,
                         module: str, name: str) -> tuple[Any, type | None]:
         """The connection of the member a stub entry names, and the target's class."""
-        member = self.federation.members_by_id.get(member_id)
+        member = self.member_of_id(member_id, member_name)
         if member is None:
             # An unknown database under a known name: unreachable, or a copy of
             # the database (export/import), which uuid keys still identify.

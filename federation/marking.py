@@ -418,7 +418,7 @@ class Marker:
     def _member_of(self, member_id: str, member_name: str, kind: str) -> Any:
         """The member a stub names (as ``Manager._resolve_target`` finds it), or None."""
         federation = self.federation
-        member = federation.members_by_id.get(member_id)
+        member = federation.member_of_id(member_id, member_name)
         if member is None and kind == "uuid":
             member = federation.members.get(member_name)  # a copy of the database
         return member

@@ -170,3 +170,32 @@ def test_two_processes_agree_on_the_member_id(zeo_plain, tmp_path):
     finally:
         first.close()
         second.close()
+
+
+def test_a_row_referencing_a_plain_member_commits_at_the_first_try(plain, tmp_path):
+    """A SQL row referencing an object of a plain member: the commit journal's entry,
+    written first in a transaction of its own, went to that member and stored a second
+    catalog there, so the member's own branch (storing its first catalog) raised a
+    ConflictError.  Another ZODB member keeps the entry; the commit succeeds at once."""
+    import sqlite3
+
+    from federation.adapters import sql
+    from tests.models import Person
+
+    people = tmp_path / "people.sqlite"
+    with sqlite3.connect(people) as db:
+        db.execute("CREATE TABLE person (id INTEGER PRIMARY KEY, name TEXT, email TEXT, "
+                   "owner_ref TEXT)")
+    db.close()
+    table = sql.Table("person", Person, key="id", columns={"name": "name", "email": "email"},
+                      refs={"owner": "owner_ref"})
+    members = {"main": plain.as_uri(),
+               "notes": {"uri": (tmp_path / "notes.fs").as_uri(), "create": True},
+               "people": sql.sqlite("people", str(people), table)}
+    with federation.open(members) as fed, fed.open() as conn:
+        conn.add(Person("Ada", owner=conn.root("main")["page"]), "people")
+        transaction.commit()
+    with federation.open(members) as fed, fed.open() as conn:
+        assert conn.get("people:integer:1").owner is conn.root("main")["page"]
+        assert fed.check().ok
+        transaction.abort()

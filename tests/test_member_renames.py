@@ -532,3 +532,165 @@ def test_get_takes_reference_text_as_rows_keep_it(written):
         assert conn.get(f"main:integer:{oid}") is home  # its former name
         assert fed.ref_of_text(f"main:integer:{oid}") == Ref("home", "integer", oid)
         transaction.abort()
+
+
+@pytest.mark.parametrize("bad", ["bad:id@x", "a b", "x" * 65])
+def test_a_member_id_edited_by_hand_is_refused_before_anything_is_written(tmp_path, bad):
+    """An id in zfed_members that reference text cannot carry (changed by other software)
+    is a CorruptRecord naming the member when the federation opens; adopted, it made every
+    new reference to the member unreadable text (``people@bad:id@x:integer:1``)."""
+    path = people_file(tmp_path)
+    rows(path, "INSERT INTO person (id, name) VALUES (1, 'Ada'), (2, 'Bob')")
+    rows(path, "CREATE TABLE zfed_members (tbl TEXT NOT NULL, name TEXT NOT NULL, "
+               "member_id TEXT NOT NULL, PRIMARY KEY (tbl, name))")
+    rows(path, "INSERT INTO zfed_members VALUES ('person', '', ?), ('person', 'people', ?)",
+         (bad, bad))
+    with pytest.raises(federation.CorruptRecord, match=r"Member 'people'.*zfed_members") as info:
+        federation.open({"people": people(path)})
+    assert len(str(info.value)) < 400
+    assert owner_ref(path, 2) is None
+
+
+def test_a_foreign_id_stored_by_another_process_is_found_by_a_long_lived_federation(tmp_path):
+    """Two federations (processes) opened before the SQL member had an id: one stores it
+    with its first stub; the other, still open, reads that stub (it raised DanglingStub,
+    'not part of this federation', until reopened) and rows naming the id."""
+    import ZEO
+
+    path = people_file(tmp_path)
+    rows(path, "INSERT INTO person (id, name) VALUES (1, 'Ada'), (2, 'Bob')")
+    (host, port), stop = ZEO.server(path=str(tmp_path / "main.fs"), port=("127.0.0.1", 0))
+    try:
+        main_uri = f"zeo://{host}:{port}?wait_timeout=5"
+        with federation.open({"main": main_uri}) as fed, fed.open() as conn:
+            conn.root("main")["x"] = 1
+            transaction.commit()
+        first = federation.open({"main": main_uri, "people": people(path)})
+        second = federation.open({"main": main_uri, "people": people(path)})
+        tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
+        conn1, conn2 = first.open(tm1), second.open(tm2)
+        conn1.root("main")["ada"] = Item("Ada's", link=conn1.get("people:integer:1"))
+        tm1.commit()
+        member_id = first.member("people").member_id
+        assert second.member("people").member_id == "name:people"
+        conn2.close()
+        report = second.pack()  # its collector reads the new stub too
+        assert not report.dangling, report.dangling
+        conn2 = second.open(tm2)
+        tm2.begin()
+        assert conn2.root("main")["ada"].link.name == "Ada"
+        assert second.member("people").member_id == member_id
+        conn2.root("main")["ada2"] = Item("Ada again", link=conn2.get("people:integer:1"))
+        tm2.commit()
+        assert len(conn2.stubs("main")) == 1
+        for conn in (conn1, conn2):
+            conn.close()
+        first.close()
+        second.close()
+    finally:
+        stop()
+
+
+def test_swapping_the_names_of_members_without_ids_is_refused(tmp_path):
+    """Two stores that keep no id (stubs name them name:<name>) swap names, each listing the
+    other's name in former_names: a stub made under 's' read the member now called 's',
+    the wrong store, silently; the configuration is refused, naming the member."""
+    s = MemoryDatabase("s", Person, batch_size=10)
+    s.insert(1, {"name": "Ada", "email": None, "owner": None})
+    t = MemoryDatabase("t", Person, batch_size=10)
+    t.insert(1, {"name": "Tom", "email": None, "owner": None})
+    main_uri = (tmp_path / "main.fs").as_uri()
+    with federation.open({"main": main_uri, "s": s, "t": t}) as fed, fed.open() as conn:
+        conn.root("main")["a"] = Item("a", link=conn.get("s:integer:1"))
+        transaction.commit()
+    swapped = {"main": main_uri, "t": {"adapter": s, "former_names": ["s"]},
+               "s": {"adapter": t, "former_names": ["t"]}}
+    with pytest.raises(ConfigurationError, match=r"Member '[st]' keeps no stable id"):
+        federation.open(swapped)
+    with federation.open({"main": main_uri, "t": {"adapter": s, "former_names": ["s"]}}) as fed, \
+            fed.open() as conn:
+        assert conn.root("main")["a"].link.name == "Ada"  # a plain rename still works
+        transaction.abort()
+
+
+def test_one_table_configured_as_two_members_is_refused_when_its_id_is_stored(tmp_path):
+    """Two members on one table that had no id yet: the second to store it found the
+    first's and took its place among the federation's ids (the first's stubs then named
+    the second); it is refused as federation.open refuses it once the id is kept."""
+    path = people_file(tmp_path)
+    rows(path, "INSERT INTO person (id, name) VALUES (1, 'Ada'), (2, 'Bob')")
+    main_uri = (tmp_path / "main.fs").as_uri()
+    members = {"main": main_uri, "p": people(path, "p"), "q": people(path, "q")}
+    with federation.open(members) as fed, fed.open() as conn:
+        conn.root("main")["a"] = Item("a", link=conn.get("p:integer:1"))
+        transaction.commit()
+        conn.root("main")["b"] = Item("b", link=conn.get("q:integer:2"))
+        with pytest.raises(ConfigurationError, match="Members 'p' and 'q' are the same database"):
+            transaction.commit()
+        transaction.abort()
+        assert {fed.members_by_id[fed.member("p").member_id].name} == {"p"}
+    with pytest.raises(ConfigurationError, match="same database"):
+        federation.open(members)
+
+
+def test_a_catalog_stored_by_another_process_is_found_by_a_long_lived_federation(tmp_path):
+    """A plain ZODB database joins two federations (processes) at once; each chose an id
+    for it in memory, and the first to write stored its catalog.  The other, still open,
+    reads the stubs the first wrote (they raised DanglingStub, 'not part of this
+    federation', until it had read that member's root) and the rows (their references
+    were placeholders saying the member was 'another database')."""
+    import ZEO
+    import ZODB
+    from ZEO.ClientStorage import ClientStorage
+
+    db = ZODB.DB(str(tmp_path / "main.fs"))
+    with db.transaction() as conn:
+        conn.root()["it"] = Item("main's")
+    db.close()
+    servers = {name: ZEO.server(path=str(tmp_path / f"{name}.fs"), port=("127.0.0.1", 0))
+               for name in ("main", "notes")}
+    try:
+        path = people_file(tmp_path)
+
+        def members():  # server_sync: a new transaction sees the other process's commit
+            return {**{name: ClientStorage(address, server_sync=True, wait_timeout=5)
+                       for name, (address, _stop) in servers.items()}, "people": people(path)}
+
+        first, second = federation.open(members()), federation.open(members())
+        assert first.member("main").member_id != second.member("main").member_id
+        tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
+        conn1, conn2 = first.open(tm1), second.open(tm2)
+        conn1.root("notes")["link"] = Item("link", link=conn1.root("main")["it"])
+        conn1.add(Person("Ada", owner=conn1.root("main")["it"]), "people")
+        tm1.commit()
+        tm2.begin()
+        assert conn2.get("people:integer:1").owner.title == "main's"
+        assert conn2.root("notes")["link"].link.title == "main's"
+        assert second.member("main").member_id == first.member("main").member_id
+        tm2.abort()
+        for conn, fed in ((conn1, first), (conn2, second)):
+            conn.close()
+            fed.close()
+    finally:
+        for _address, stop in servers.values():
+            stop()
+
+
+def test_an_unknown_id_under_the_name_of_a_store_keeping_none_opens_no_session(tmp_path):
+    """References naming an id the federation does not know, under the name of a member
+    whose store keeps no id (LDAP, the memory adapter): nothing to read again, so no new
+    adapter session (an LDAP bind) per such reference."""
+    database = MemoryDatabase("people", Person, batch_size=10, ref_attributes=["owner"])
+    database.insert(1, {"name": "Ada", "email": None, "owner": "people@gone:integer:1"})
+    sessions = []
+
+    def factory():
+        sessions.append(1)
+        return database()
+
+    with federation.open({"people": {"adapter": factory}}) as fed, fed.open() as conn:
+        opened = len(sessions)
+        for _ in range(3):
+            conn.get("people:integer:1").owner  # noqa: B018
+            transaction.abort()
+        assert len(sessions) == opened
