@@ -30,6 +30,7 @@ from federation.errors import (
     shorten,
 )
 from federation.redact import redact
+from federation.ref import MEMBER_ID
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +314,7 @@ def check_catalog(member: str, catalog: Any) -> str:
     if catalog is None:
         return f"name:{member}"
     member_id = getattr(catalog, "member_id", None) if isinstance(catalog, Catalog) else None
-    if not isinstance(member_id, str) or not member_id:
+    if not isinstance(member_id, str) or not MEMBER_ID.fullmatch(member_id):
         what = (f"a Catalog whose member_id is {shorten(member_id)}"
                 if isinstance(catalog, Catalog) else f"{shorten(catalog)}")
         raise CorruptRecord(

@@ -164,16 +164,18 @@ def test_wrong_typed_catalog_is_a_clear_error(tmp_path, catalog):
     db.close()
 
 
-def test_catalog_without_member_id_is_a_clear_error(tmp_path):
-    """A Catalog whose member id is not text is refused the same way."""
+@pytest.mark.parametrize("member_id", [None, "", "bad:id@x", "with space", "x" * 65])
+def test_catalog_without_a_usable_member_id_is_a_clear_error(tmp_path, member_id):
+    """A Catalog whose member id is not text, or not text that reference text can carry
+    (edited by hand), is refused the same way."""
     path = tmp_path / "main.fs"
     db = ZODB.DB(str(path))
     with db.transaction() as conn:
         catalog = Catalog()
-        catalog.member_id = None
+        catalog.member_id = member_id
         setattr(conn.root(), CATALOG_ATTRIBUTE, catalog)
     db.close()
-    with pytest.raises(federation.CorruptRecord, match=r"Member 'main'.*member_id is None"):
+    with pytest.raises(federation.CorruptRecord, match=r"Member 'main'.*member_id is "):
         federation.open({"main": path.as_uri()})
 
 
