@@ -21,6 +21,16 @@ def _two(fed: federation.Federation):
     return (fed.open(tm1), tm1), (fed.open(tm2), tm2)
 
 
+def _assert_link_reads_back(fed: federation.Federation, key: str, title: str) -> None:
+    """A new manager, its cache emptied, reads notes[key].link as the object ``title``."""
+    with fed.open() as conn:
+        conn.jar("notes").cacheMinimize()
+        link = conn.root("notes")[key].link
+        assert not isinstance(link, Unreachable), link
+        assert link.title == title
+        transaction.abort()
+
+
 @pytest.fixture
 def uuid_fed(uris):
     """A federation whose 'main' member names its objects by uuid."""
@@ -132,12 +142,7 @@ def test_no_reference_to_a_stub_that_a_pack_collected(fed):
     tm1.commit()
     m1.close()
     m2.close()
-    with fed.open() as conn:
-        conn.jar("notes").cacheMinimize()
-        link = conn.root("notes")["third"].link
-        assert not isinstance(link, Unreachable), link
-        assert link.title == "page"
-        transaction.abort()
+    _assert_link_reads_back(fed, "third", "page")
 
 
 def test_caches_are_bounded(tmp_path):
@@ -225,12 +230,7 @@ def test_no_reference_to_a_stub_whose_creation_another_manager_undid(fed):
     tm1.commit()
     m1.close()
     m2.close()
-    with fed.open() as conn:
-        conn.jar("notes").cacheMinimize()
-        link = conn.root("notes")["second"].link
-        assert not isinstance(link, Unreachable), link
-        assert link.title == "page"
-        transaction.abort()
+    _assert_link_reads_back(fed, "second", "page")
 
 
 def test_uuid_lookup_after_another_manager_undid_the_object(uuid_fed):
