@@ -71,7 +71,8 @@ class ZodbMember:
     """
 
     def __init__(self, name: str, source: Any, *, kind: str = "integer",
-                 read_only: bool = False, database_name: str | None = None) -> None:
+                 read_only: bool = False, database_name: str | None = None,
+                 former_names: tuple[str, ...] = ()) -> None:
         if kind not in ZODB_KINDS:
             raise ConfigurationError(
                 f"Member {name!r}: a ZODB member is referred to by {' or '.join(ZODB_KINDS)} "
@@ -81,14 +82,16 @@ class ZodbMember:
         self.kind = kind
         #: What ZODB's native multi-database references call this member's database
         #: (``federation.native``): the setting, else an adopted ``ZODB.DB``'s own
-        #: ``database_name``, else a URI's ``database_name``, else the member name.
+        #: ``database_name`` (unless it is ZODB's default for a lone database), else a
+        #: URI's ``database_name``, else the member name.
         self.database_name = database_name or _database_name(source) or name
         self.lookup_kinds: frozenset[str] = frozenset()  # ZODB members know only their own kind
         self.read_only = read_only
         self.writable = False  # may get a catalog (see _setup_catalog)
         self.member_id = f"name:{name}"
-        #: Names the member had, that its catalog recorded (see ``Catalog.names``).
-        self.former_names: tuple[str, ...] = ()
+        #: Names the member had: those its catalog recorded (see ``Catalog.names``), and
+        #: the setting ``former_names``.
+        self.former_names: tuple[str, ...] = tuple(former_names)
         self.name_recorded = False  # the catalog has this name (else the next write adds it)
         #: The federation's ``members_by_id``, kept current by :meth:`catalog_found`.
         self.federation_ids: dict[str, Any] | None = None
@@ -242,7 +245,9 @@ class ZodbMember:
             log.warning("Member %r: the catalog's names index cannot be read: %s", self.name,
                         describe(error))
             return
-        self.former_names = tuple(name for name in recorded if name != self.name)
+        self.former_names = (*(name for name in recorded
+                               if name != self.name and name not in self.former_names),
+                             *self.former_names)
         self.name_recorded = self.name in recorded
 
     def catalog_found(self, catalog: Any) -> None:
@@ -281,9 +286,19 @@ class ZodbMember:
         self.db = None
 
 
+#: The database name ``ZODB.DB`` gives a database when it is told none.
+ZODB_DEFAULT_NAME = "unnamed"
+
+
 def _database_name(source: Any) -> str | None:
-    """The database name a ``ZODB.DB`` or a zodburi URI (``?database_name=``) gives."""
+    """The database name a ``ZODB.DB`` or a zodburi URI (``?database_name=``) gives.
+
+    A ``ZODB.DB`` of no multi-database still called by ZODB's default name
+    gives none: no native reference names it, and two such would clash.
+    """
     if isinstance(source, DB):
+        if source.database_name == ZODB_DEFAULT_NAME and len(source.databases) <= 1:
+            return None
         return source.database_name
     if isinstance(source, str):
         return dict(parse_qsl(urlsplit(source).query)).get("database_name") or None

@@ -359,10 +359,6 @@ def _dotted(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-#: The database name ``ZODB.DB`` gives a database when it is told none.
-ZODB_DEFAULT_NAME = "unnamed"
-
-
 def _make_member(name: str, spec: Any) -> ZodbMember | ForeignMember:
     """The member ``spec`` describes; any failure is a ``FederationError`` naming it."""
     try:
@@ -425,24 +421,11 @@ def _member_of(name: str, spec: Any) -> ZodbMember | ForeignMember:
             )
         if (not create or read_only) and kind in ZODB_KINDS:  # ZodbMember reports a bad kind
             _require_file(name, source, read_only)
-        member = ZodbMember(name, source, kind=kind, read_only=read_only,
-                            database_name=database_name or _database_name(name, source))
-        member.former_names = (*member.former_names, *former)
-        return member
+        return ZodbMember(name, source, kind=kind, read_only=read_only,
+                          database_name=database_name, former_names=former)
     if callable(spec) and not isinstance(spec, (str, DB)) and not IStorage.providedBy(spec):
         return ForeignMember(name, _checked_factory(name, spec))  # an adapter factory
-    return ZodbMember(name, literal_file_uri(name, spec) if isinstance(spec, str) else spec,
-                      database_name=_database_name(name, spec))
-
-
-def _database_name(name: str, source: Any) -> str | None:
-    """The member name for a ``ZODB.DB`` of no multi-database still called by ZODB's
-    default name (no native reference names it, and two such would clash); else None:
-    the member's own rule (see ``ZodbMember``)."""
-    if (isinstance(source, DB) and source.database_name == ZODB_DEFAULT_NAME
-            and len(source.databases) <= 1):
-        return name
-    return None
+    return ZodbMember(name, literal_file_uri(name, spec) if isinstance(spec, str) else spec)
 
 
 def literal_file_uri(name: str, uri: str) -> str:
