@@ -64,7 +64,7 @@ from federation.interfaces import Adapter, MemberRecord, OutcomeRecording
 from federation.ref import MEMBER_ID, parse_ref_text, ref_text
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from federation.interfaces import JarManager
 
@@ -113,7 +113,7 @@ class ForeignMember:
         if self._keeps_record:
             stored, names = probe.member_record()
             self._check_stored_id(stored)
-            self.former_names += tuple(n for n in names if n != self.name)
+            self._add_former_names(names)
             self._recorded = self.read_only or self.name in names
         if configured is not None and stored is not None and configured != stored:
             raise ConfigurationError(
@@ -185,10 +185,14 @@ class ForeignMember:
         self._check_stored_id(stored)
         if stored is None:
             return False
-        self.former_names += tuple(n for n in names if n != self.name and n not in
-                                   self.former_names)
+        self._add_former_names(names)
         self._adopt(stored)
         return True
+
+    def _add_former_names(self, names: Iterable[str]) -> None:
+        """Add the names the store recorded (other than the current one) to ``former_names``."""
+        self.former_names += tuple(name for name in names
+                                   if name != self.name and name not in self.former_names)
 
     def _adopt(self, stored: str) -> None:
         """Use ``stored`` as the member id, in the federation's index of members too."""
