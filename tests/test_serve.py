@@ -242,20 +242,7 @@ def test_served_members_work_in_process(tmp_path):
     config.write_text('[members.main]\npath = "main.fs"\ncreate = true\n'
                       '[members.notes]\npath = "notes.fs"\ncreate = true\n')
     server = FederationServer(config)
-    client = tmp_path / "client.toml"
-    try:
-        server.start()
-        client.write_text(server.client_config())
-        with federation.open_config(client) as fed, fed.open() as conn:
-            assert fed.members["main"].db.storage.__class__.__name__ == "ClientStorage"
-            conn.root("notes")["note"] = Item("note", link=Item("page"))
-            conn.add(conn.root("notes")["note"].link, "main")
-            transaction.commit()
-    finally:
-        server.close()
-    with federation.open_config(config) as fed, fed.open() as conn:
-        assert conn.ref(conn.root("notes")["note"].link).member == "main"
-        transaction.abort()
+    _commit_through_the_server(server, config, tmp_path / "client.toml")
 
 
 def test_serve_a_zconfig_file(tmp_path):
@@ -270,20 +257,7 @@ def test_serve_a_zconfig_file(tmp_path):
                       "<member notes>\ncreate on\n</member>\n</federation>\n")
     server = FederationServer(config)
     assert server.served == ["main", "notes"]
-    client = tmp_path / "client.toml"
-    try:
-        server.start()
-        client.write_text(server.client_config())
-        with federation.open_config(client) as fed, fed.open() as conn:
-            assert fed.members["main"].db.storage.__class__.__name__ == "ClientStorage"
-            conn.root("notes")["note"] = Item("note", link=Item("page"))
-            conn.add(conn.root("notes")["note"].link, "main")
-            transaction.commit()
-    finally:
-        server.close()
-    with federation.open_config(config) as fed, fed.open() as conn:
-        assert conn.ref(conn.root("notes")["note"].link).member == "main"
-        transaction.abort()
+    _commit_through_the_server(server, config, tmp_path / "client.toml")
     (tmp_path / "blobs").mkdir()
     config.write_text("<zodb main>\n<filestorage>\npath main.fs\nblob-dir blobs\n"
                       "</filestorage>\n</zodb>\n")
@@ -404,3 +378,21 @@ def test_files_in_use_by_a_server_are_refused_clearly(tmp_path, processes):
     assert runner.invoke(main, ["info", str(tmp_path / "client.toml")]).exit_code == 0
     server.popen.send_signal(signal.SIGTERM)
     assert server.finish()[0] == 0
+
+
+def _commit_through_the_server(server: FederationServer, config: Path, client: Path) -> None:
+    """Start ``server``; a client of its configuration commits a cross-member reference,
+    which the federation of ``config`` (the served files) reads back after the server stops."""
+    try:
+        server.start()
+        client.write_text(server.client_config())
+        with federation.open_config(client) as fed, fed.open() as conn:
+            assert fed.members["main"].db.storage.__class__.__name__ == "ClientStorage"
+            conn.root("notes")["note"] = Item("note", link=Item("page"))
+            conn.add(conn.root("notes")["note"].link, "main")
+            transaction.commit()
+    finally:
+        server.close()
+    with federation.open_config(config) as fed, fed.open() as conn:
+        assert conn.ref(conn.root("notes")["note"].link).member == "main"
+        transaction.abort()
